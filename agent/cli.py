@@ -1,0 +1,132 @@
+"""The `aegis` command line. Every user-facing error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+
+from tools.errors import AegisError
+
+console = Console()
+err_console = Console(stderr=True)
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one line with exit code 2 (its default), no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        err_console.print(f"[red]error:[/] {message} (see `{self.prog} --help`)", highlight=False)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aegis", description="Fine-tune language models safely, through guarded tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("estimate", help="estimate cost, time and memory of a spec file")
+    p.add_argument("spec", help="a TrainingSpec as YAML or JSON")
+    p.add_argument("--gpu", help="estimate for this GPU instead of the spec's target_gpu")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(handler=_cmd_estimate)
+
+    p = sub.add_parser("train", help="run the deterministic pipeline on a spec file (no LLM)")
+    p.add_argument("spec", help="a TrainingSpec as YAML or JSON")
+    _add_gate_flags(p)
+    p.add_argument("--max-retries", type=int, default=3, help="remediation retries allowed (default 3)")
+    p.add_argument("--memory-limit-mb", type=int, default=None, help="memory limit for the local sandbox")
+    p.set_defaults(handler=_cmd_train)
+
+    from agent.commands import register_agent_commands
+
+    register_agent_commands(sub)
+    return parser
+
+
+def _add_gate_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--yes", action="store_true", help="approve at the gate without asking (never past the limits)")
+    group.add_argument("--approve-up-to", type=float, metavar="USD", help="approve estimates up to this amount")
+    p.add_argument("--max-budget", type=float, metavar="USD", help="tighten the hard limit for this run (never raise)")
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from tools.catalog import get_gpu
+    from tools.estimator import estimate_spec, format_estimate_table
+    from tools.spec import BudgetPolicy, load_spec
+
+    spec = load_spec(args.spec)
+    if args.gpu:
+        get_gpu(args.gpu)
+    estimate = estimate_spec(spec, gpu=args.gpu)
+    if args.json:
+        print(json.dumps(estimate.model_dump(mode="json"), indent=2))
+    else:
+        console.print(format_estimate_table(estimate, BudgetPolicy.from_config()))
+    return 0
+
+
+def gate_answerer(yes: bool, approve_up_to: float | None, *, who: str) -> Callable:
+    """How the CLI answers the gate: --yes, --approve-up-to, a prompt on a terminal, else cancel."""
+    from rich.prompt import Prompt
+
+    def ask(job):  # noqa: ANN001, ANN202 - JobState, (Decision, str)
+        cost = job.estimate.estimated_cost_usd
+        if yes:
+            return "approve", f"{who} --yes"
+        if approve_up_to is not None:
+            if cost <= approve_up_to:
+                return "approve", f"{who} --approve-up-to {approve_up_to:g}"
+            err_console.print(f"estimate ${cost:.2f} is above --approve-up-to {approve_up_to:g}: cancelled")
+            return "cancel", f"{who} --approve-up-to {approve_up_to:g}"
+        if not sys.stdin.isatty():
+            err_console.print(f"approval needed for ${cost:.2f}: rerun with --yes or --approve-up-to USD")
+            return "cancel", f"{who} (no terminal to ask)"
+        answer = Prompt.ask(
+            f"Estimated ${cost:.2f} (soft limit ${job.policy.soft_threshold_usd:.2f}, "
+            f"hard ${job.policy.max_budget_usd:.2f}). Approve?",
+            choices=["approve", "optimize", "cancel"],
+            default="cancel",
+        )
+        return answer, f"{who} (prompt)"
+
+    return ask
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from agent.progress import TrainingProgress
+    from tools.job import new_job
+    from tools.pipeline import run_pipeline
+    from tools.spec import BudgetPolicy, load_spec
+
+    spec = load_spec(args.spec)
+    policy = BudgetPolicy.from_config().tightened(args.max_budget)
+    job = new_job(policy, max_retries=args.max_retries, local_memory_limit_mb=args.memory_limit_mb)
+    console.print(f"run [bold]{job.run_id}[/] → {job.run_dir}")
+    with TrainingProgress() as progress:
+        job = run_pipeline(
+            job, spec, ask=gate_answerer(args.yes, args.approve_up_to, who="person:cli"), on_progress=progress.update
+        )
+    console.print(f"status: [bold]{job.status}[/]  report: {job.report_path}")
+    return 0 if job.status == "succeeded" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except AegisError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

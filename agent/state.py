@@ -1,0 +1,19 @@
+"""The graph's state. The job is a plain dict (a JobState dump) so the checkpointer can store it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+
+class AgentState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+    job: dict[str, Any] | None
+    spec_draft: dict[str, Any]
+    thread_id: str
+    policy: dict[str, Any]
+    max_retries: int
+    executor: str
+    local_memory_limit_mb: int | None

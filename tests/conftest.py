@@ -1,0 +1,36 @@
+"""Point all state at a temp folder; keep converted models in the shared cache so they are built once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+SECRET_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "LANGSMITH_API_KEY",
+    "LANGCHAIN_API_KEY",
+    "MODAL_TOKEN_ID",
+    "MODAL_TOKEN_SECRET",
+    "LANGSMITH_TRACING",
+    "LANGCHAIN_TRACING_V2",
+    "LANGSMITH_ENDPOINT",
+)
+POLICY_VARS = ("AEGIS_MAX_BUDGET_USD", "AEGIS_SOFT_THRESHOLD_USD", "AEGIS_ALLOW_AUTO_APPROVE", "AEGIS_BUDGET_FILE")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEGIS_HOME", str(tmp_path / "aegis-home"))
+    monkeypatch.setenv("AEGIS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv(
+        "AEGIS_MODEL_CACHE", os.environ.get("AEGIS_MODEL_CACHE", os.path.expanduser("~/.cache/aegis/models"))
+    )
+    for var in SECRET_VARS + POLICY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    yield

@@ -1,0 +1,124 @@
+"""The FinOps gate, approvals bound to a spec and an estimate, and the spend ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from tools.dataset import DatasetStats
+from tools.errors import GuardRefusal
+from tools.estimator import estimate
+from tools.gate import ApprovalRecord, check_approval, evaluate_gate, grant_approval
+from tools.ledger import SpendLedger, check_can_spend
+from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
+
+POLICY = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=2.0, allow_auto_approve=True)
+DATA = DatasetStats(
+    rows=2000,
+    format="text",
+    tokens=2000 * 300,
+    mean_tokens_per_row=300,
+    max_tokens_per_row=300,
+    truncated_rows=0,
+    seq_len=512,
+    approximate=False,
+    tokenizer="test",
+)
+
+
+def spec(**fields) -> TrainingSpec:
+    return TrainingSpec(**{"model_name": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "dataset_path": "d.jsonl", **fields})
+
+
+def priced(usd: float, **fields) -> CostEstimate:
+    """A real estimate, with its price set to a chosen figure to reach each gate branch."""
+    return estimate(spec(**fields), dataset_stats=DATA).model_copy(update={"estimated_cost_usd": usd})
+
+
+def test_real_estimate_fits_and_is_auto_approved() -> None:
+    est = estimate(spec(), dataset_stats=DATA)
+    assert est.fits and est.estimated_cost_usd < POLICY.soft_threshold_usd
+    gate = evaluate_gate(est, POLICY)
+    assert (gate.outcome, gate.decided_by) == ("approved", "policy:auto")
+    assert gate.estimate_usd == est.estimated_cost_usd and gate.max_budget_usd == 5.0 and gate.soft_threshold_usd == 2.0
+
+
+@pytest.mark.parametrize(
+    ("usd", "spent", "policy", "outcome", "reason"),
+    [
+        (6.0, 0.0, POLICY, "refused", "exceeds the hard limit of $5.00"),
+        (2.5, 3.0, POLICY, "refused", "plus $3.00 already spent exceeds the hard limit"),
+        (5.0, 0.0, POLICY, "needs_human", "above the soft threshold"),
+        (3.0, 0.0, POLICY, "needs_human", "a person must approve"),
+        (1.5, 1.0, POLICY, "needs_human", "above the soft threshold"),
+        (2.0, 0.0, POLICY, "approved", "within the soft threshold"),
+        (0.5, 0.0, BudgetPolicy(allow_auto_approve=False), "needs_human", "auto-approve is off"),
+        (0.5, 0.0, POLICY.tightened(0.4), "refused", "hard limit of $0.40"),
+    ],
+)
+def test_gate_branches(usd: float, spent: float, policy: BudgetPolicy, outcome: str, reason: str) -> None:
+    gate = evaluate_gate(priced(usd), policy, spent_usd=spent)
+    assert gate.outcome == outcome
+    assert reason in gate.reason
+    assert gate.spent_usd == spent
+    assert (gate.decided_by == "policy:auto") == (outcome == "approved")
+
+
+def test_job_that_does_not_fit_is_refused_even_when_cheap() -> None:
+    est = estimate(spec(model_name="llama-2-7b", method="full_finetune"), "a10g", dataset_stats=DATA)
+    gate = evaluate_gate(est.model_copy(update={"estimated_cost_usd": 0.10}), POLICY)
+    assert gate.outcome == "refused" and not gate.fits
+    assert "does not fit" in gate.reason and "a10g" in gate.reason
+
+
+def test_approval_binds_spec_and_estimate() -> None:
+    s = spec()
+    est = estimate(s, dataset_stats=DATA)
+    approval = grant_approval(s, est, "person:cli")
+    assert approval.approved_usd == est.estimated_cost_usd and approval.timestamp.tzinfo is not None
+    check_approval(approval, s, est)
+    check_approval(approval, spec(), estimate(spec(), dataset_stats=DATA))  # equal values, fresh objects
+
+    with pytest.raises(GuardRefusal, match="no approval"):
+        check_approval(None, s, est)
+    changed = s.model_copy(update={"micro_batch_size": 8})
+    with pytest.raises(GuardRefusal, match="spec changed after approval"):
+        check_approval(approval, changed, estimate(changed, dataset_stats=DATA))
+    with pytest.raises(GuardRefusal, match="estimate changed"):
+        check_approval(approval, s, est.model_copy(update={"estimated_cost_usd": est.estimated_cost_usd + 0.01}))
+
+
+def test_approval_record_is_strict() -> None:
+    approval = grant_approval(spec(), priced(1.0), "policy:auto")
+    with pytest.raises(ValidationError):
+        approval.approved_usd = 100.0  # frozen
+    fields = approval.model_dump()
+    with pytest.raises(ValidationError):
+        ApprovalRecord(**fields, extra_field=1)
+    with pytest.raises(ValidationError):
+        ApprovalRecord(**{**fields, "decided_by": "the model said so"})
+    with pytest.raises(ValidationError):
+        ApprovalRecord(**{**fields, "decision": "cancel"})
+    with pytest.raises(ValidationError):
+        ApprovalRecord(**{**fields, "timestamp": datetime(2026, 1, 1)})  # naive
+    assert ApprovalRecord(**fields) == approval
+    assert (
+        grant_approval(spec(), priced(1.0), "person:chainlit", now=datetime(2026, 1, 1, tzinfo=UTC)).timestamp.year
+        == 2026
+    )
+
+
+def test_ledger_counts_failed_attempts_and_refuses_past_the_limit() -> None:
+    empty = SpendLedger()
+    one = empty.record(attempt=1, run_id="r1", status="failed", estimated_usd=1.5, actual_usd=1.25)
+    two = one.record(attempt=2, run_id="r1", status="succeeded", estimated_usd=1.5, actual_usd=1.75)
+    assert empty.entries == () and len(one.entries) == 1  # record returns a new ledger
+    assert two.spent_usd == pytest.approx(3.0)
+    check_can_spend(two, POLICY, 2.0)  # exactly at the limit is allowed
+    with pytest.raises(GuardRefusal, match=r"\$3\.00 already spent plus \$2\.50 .* hard limit of \$5\.00"):
+        check_can_spend(two, POLICY, 2.5)
+    with pytest.raises(GuardRefusal):
+        check_can_spend(empty, POLICY.tightened(1.0), 1.01)
+    assert SpendLedger.model_validate(two.model_dump(mode="json")) == two  # survives a JSON round trip

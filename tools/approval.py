@@ -1,0 +1,38 @@
+"""The approval request and the person's answer: small typed records the CLI and Chainlit share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from tools.spec import Decision
+
+
+class ApprovalRequest(BaseModel):
+    """What a person sees at the gate: the spec, the money, and the limits it is held to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    spec_hash: str
+    spec: dict[str, Any]
+    estimated_cost_usd: float
+    estimated_duration_min: float
+    estimated_vram_gb: float
+    fits: bool
+    gpu: str
+    spent_usd: float
+    soft_threshold_usd: float
+    max_budget_usd: float
+    reason: str
+    options: list[Decision] = ["approve", "optimize", "cancel"]
+
+
+class ApprovalAnswer(BaseModel):
+    """A person's answer. Only the CLI, Chainlit or a test can produce one: never the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    decided_by: str

@@ -1,0 +1,425 @@
+"""The job engine: one serialisable record of a fine-tuning job and the steps that move it.
+
+Both the deterministic pipeline (``aegis train``) and the agent's guarded tools call these
+steps, so a refusal means the same thing in both. Each step writes its events to the
+run's append-only log before it returns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.errors import AegisError, GuardRefusal
+from tools.gate import ApprovalRecord, GateOutcome, evaluate_gate, grant_approval
+from tools.ledger import SpendLedger
+from tools.paths import resolve_dataset_path
+from tools.runlog import RunFolder
+from tools.spec import (
+    BudgetPolicy,
+    CostEstimate,
+    Decision,
+    EvalResult,
+    ExecutionResult,
+    RunStatus,
+    TrainingSpec,
+)
+
+JobStatus = Literal[
+    "planning", "awaiting_approval", "approved", "running", "healing", "succeeded", "failed", "refused", "cancelled"
+]
+Executor = Literal["local", "modal"]
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class RenderedRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int
+    workdir: str
+    script_path: str
+    config_path: str
+    spec_hash: str
+
+
+class JobState(BaseModel):
+    """Everything the guards need, serialisable so LangGraph can checkpoint it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    run_dir: str
+    spec: TrainingSpec | None = None
+    policy: BudgetPolicy = Field(default_factory=BudgetPolicy)
+    estimate: CostEstimate | None = None
+    estimate_spec_hash: str | None = None
+    local_estimate: CostEstimate | None = None
+    gate: GateOutcome | None = None
+    approval: ApprovalRecord | None = None
+    decision: Decision | None = None
+    decided_by: str | None = None
+    ledger: SpendLedger = Field(default_factory=SpendLedger)
+    retry_count: int = 0
+    max_retries: int = Field(default=3, ge=0, le=10)
+    rendered: RenderedRef | None = None
+    attempts: list[ExecutionResult] = Field(default_factory=list)
+    remediations: list[dict[str, Any]] = Field(default_factory=list)
+    eval_result: EvalResult | None = None
+    report_path: str | None = None
+    status: JobStatus = "planning"
+    executor: Executor = "local"
+    local_memory_limit_mb: int | None = None
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(Path(self.run_dir))
+
+    def record(self, phase: str, status: RunStatus, message: str, **data: Any) -> None:
+        self.folder.record(phase, status, message, data)
+
+
+def new_job(
+    policy: BudgetPolicy,
+    *,
+    max_retries: int = 3,
+    executor: Executor = "local",
+    run_id: str | None = None,
+    local_memory_limit_mb: int | None = None,
+) -> JobState:
+    folder = RunFolder.create(run_id)
+    job = JobState(
+        run_id=folder.run_id,
+        run_dir=str(folder.root),
+        policy=policy,
+        max_retries=max_retries,
+        executor=executor,
+        local_memory_limit_mb=local_memory_limit_mb,
+    )
+    job.record(
+        "job",
+        "started",
+        f"run {job.run_id} created",
+        policy=policy.model_dump(),
+        max_retries=max_retries,
+        executor=executor,
+    )
+    return job
+
+
+def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
+    """Adopt a spec after checking its data paths; any approval for an earlier spec stops matching."""
+    resolve_dataset_path(spec.dataset_path)
+    if spec.eval_dataset_path:
+        resolve_dataset_path(spec.eval_dataset_path)
+    job = job.model_copy(update={"spec": spec, "status": "planning", "rendered": None})
+    job.folder.write_json("spec.json", spec.model_dump(mode="json"))
+    job.record(
+        "spec", "completed", f"spec set by {source}", spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json")
+    )
+    return job
+
+
+def estimate_job(job: JobState) -> JobState:
+    from tools.estimator import estimate_spec
+
+    spec = _require_spec(job)
+    job.record("estimate", "started", f"estimating {spec.method} of {spec.model_name} on {spec.target_gpu}")
+    estimate = estimate_spec(spec)
+    local = estimate if spec.target_gpu == "cpu" else estimate_spec(spec, gpu="cpu")
+    job = job.model_copy(update={"estimate": estimate, "estimate_spec_hash": spec.spec_hash(), "local_estimate": local})
+    bd = estimate.cost_breakdown
+    job.record(
+        "estimate",
+        "completed",
+        f"${estimate.estimated_cost_usd:.4f}, {estimate.estimated_duration_min:.1f} min, "
+        f"{estimate.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'})",
+        estimate=estimate.model_dump(mode="json"),
+    )
+    return job
+
+
+def gate_job(job: JobState) -> JobState:
+    """Ask the FinOps gate; auto-approval is granted here, and only here, by policy."""
+    spec, estimate = _require_spec(job), _require_estimate(job)
+    outcome = evaluate_gate(estimate, job.policy, job.ledger.spent_usd)
+    update: dict[str, Any] = {"gate": outcome}
+    if outcome.outcome == "approved":
+        update |= {
+            "approval": grant_approval(spec, estimate, "policy:auto"),
+            "status": "approved",
+            "decision": "approve",
+            "decided_by": "policy:auto",
+        }
+    elif outcome.outcome == "refused":
+        update |= {"status": "refused", "approval": None}
+    else:
+        update |= {"status": "awaiting_approval", "approval": None}
+    job = job.model_copy(update=update)
+    status: RunStatus = "failed" if outcome.outcome == "refused" else "completed"
+    job.record("gate", status, f"{outcome.outcome}: {outcome.reason}", gate=outcome.model_dump(mode="json"))
+    return job
+
+
+def decide(job: JobState, decision: Decision, decided_by: str) -> JobState:
+    """Apply a person's answer at the gate. Approving never overrides a refusal.
+
+    Optimize leaves the job in "planning" with the proposed spec estimated: it goes back through the gate.
+    """
+    spec, estimate = _require_spec(job), _require_estimate(job)
+    if decision == "cancel":
+        job = job.model_copy(update={"status": "cancelled", "decision": "cancel", "decided_by": decided_by})
+        job.record("approval", "completed", f"cancelled by {decided_by}; nothing will run", decided_by=decided_by)
+        return job
+    if decision == "optimize":
+        from tools.optimizer import optimize_spec
+
+        job.record("approval", "completed", f"optimize requested by {decided_by}", decided_by=decided_by)
+        proposal = optimize_spec(spec, job.policy, spent_usd=job.ledger.spent_usd)
+        job.record("optimize", "completed", proposal.summary, changes=proposal.changes)
+        job = set_spec(job, proposal.spec, source="optimizer")
+        return estimate_job(job)
+    if job.gate is None or job.status != "awaiting_approval":
+        raise GuardRefusal(f"there is no pending approval to answer (status: {job.status})")
+    if job.gate.outcome != "needs_human":
+        raise GuardRefusal(f"the gate {job.gate.outcome} this run; a person's approval cannot change that")
+    approval = grant_approval(spec, estimate, decided_by)
+    job = job.model_copy(
+        update={"approval": approval, "status": "approved", "decision": "approve", "decided_by": decided_by}
+    )
+    job.record(
+        "approval",
+        "completed",
+        f"approved by {decided_by} for ${estimate.estimated_cost_usd:.4f}",
+        approval=approval.model_dump(mode="json"),
+    )
+    return job
+
+
+def render_job(job: JobState) -> JobState:
+    from tools.local_models import resolve_model
+    from tools.render import render_script
+
+    spec = _require_spec(job)
+    attempt = len(job.attempts) + 1
+    workdir = job.folder.attempt_dir(attempt)
+    model = resolve_model(spec.model_name)
+    eval_path = resolve_dataset_path(spec.eval_dataset_path) if spec.eval_dataset_path else None
+    device = "cuda" if job.executor == "modal" else "cpu"
+    rendered = render_script(
+        spec,
+        workdir,
+        model_path=model.path,
+        dataset_path=resolve_dataset_path(spec.dataset_path),
+        eval_dataset_path=eval_path,
+        device=device,
+    )
+    ref = RenderedRef(
+        attempt=attempt,
+        workdir=str(workdir),
+        script_path=str(rendered.script_path),
+        config_path=str(rendered.config_path),
+        spec_hash=spec.spec_hash(),
+    )
+    job = job.model_copy(update={"rendered": ref})
+    job.record(
+        "render",
+        "completed",
+        f"rendered {rendered.script_path.name} for attempt {attempt}",
+        script=str(rendered.script_path),
+        config=str(rendered.config_path),
+    )
+    return job
+
+
+def local_timeout_s(job: JobState) -> float:
+    """Generous wall-clock limit from the CPU estimate; AEGIS_LOCAL_TIMEOUT_S overrides it."""
+    if "AEGIS_LOCAL_TIMEOUT_S" in os.environ:
+        return float(os.environ["AEGIS_LOCAL_TIMEOUT_S"])
+    seconds = job.local_estimate.cost_breakdown.estimated_seconds if job.local_estimate else 600.0
+    return max(300.0, 3.0 * seconds + 180.0)
+
+
+def run_job(job: JobState, *, on_progress: ProgressFn | None = None) -> JobState:
+    """Start one attempt, only after the guard says yes, and book what it really cost."""
+    from tools.guards import may_start_run
+
+    may_start_run(job)
+    spec, estimate = _require_spec(job), _require_estimate(job)
+    if job.rendered is None or job.rendered.spec_hash != spec.spec_hash():
+        job = render_job(job)
+    assert job.rendered is not None
+    attempt = job.rendered.attempt
+    job.record("train", "started", f"attempt {attempt} on {job.executor}", attempt=attempt, spec_hash=spec.spec_hash())
+    job = job.model_copy(update={"status": "running"})
+    result = _execute(job, on_progress)
+    ledger = job.ledger.record(
+        attempt=attempt,
+        run_id=job.run_id,
+        status=result.status,
+        estimated_usd=estimate.estimated_cost_usd,
+        actual_usd=result.actual_cost_usd,
+    )
+    status: JobStatus = "running" if result.status == "succeeded" else "failed"
+    job = job.model_copy(
+        update={"attempts": [*job.attempts, result], "ledger": ledger, "status": status, "rendered": None}
+    )
+    summary = result.model_dump(mode="json", exclude={"loss_curve"})
+    if result.status == "succeeded":
+        job.record(
+            "train",
+            "completed",
+            f"attempt {attempt} finished: loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}, "
+            f"{result.tokens_per_s:.0f} tokens/s, {result.duration_s:.0f} s",
+            result=summary,
+        )
+    else:
+        event_status: RunStatus = "interrupted" if result.status == "interrupted" else "failed"
+        job.record(
+            "train",
+            event_status,
+            f"attempt {attempt} {result.status}: {result.failure_class} — {result.error_message or 'no error text'}",
+            result=summary,
+        )
+    return job
+
+
+def _execute(job: JobState, on_progress: ProgressFn | None) -> ExecutionResult:
+    from tools.catalog import get_gpu
+    from tools.render import RenderedScript
+
+    assert job.rendered is not None and job.spec is not None and job.estimate is not None
+    rendered = RenderedScript.from_paths(Path(job.rendered.script_path), Path(job.rendered.config_path))
+    workdir = Path(job.rendered.workdir)
+    if job.executor == "modal":
+        from tools.executor_modal import run_on_modal
+
+        return run_on_modal(
+            job.spec,
+            workdir,
+            rendered,
+            estimated_seconds=job.estimate.cost_breakdown.estimated_seconds,
+            on_progress=on_progress,
+        )
+    from tools.executor_local import run_local
+
+    return run_local(
+        job.spec,
+        workdir,
+        rendered,
+        timeout_s=local_timeout_s(job),
+        memory_limit_mb=job.local_memory_limit_mb,
+        on_progress=on_progress,
+        gpu_price_usd_per_sec=get_gpu("cpu").price_usd_per_sec,
+        estimated_gpu_cost_usd=job.estimate.estimated_cost_usd,
+    )
+
+
+def evaluate_job(job: JobState, thresholds: Any = None) -> JobState:
+    from tools.evals import EvalThresholds, run_evals
+    from tools.local_models import resolve_model
+
+    spec = _require_spec(job)
+    if not job.attempts or job.attempts[-1].status != "succeeded":
+        raise GuardRefusal("there is no successful training attempt to evaluate")
+    job.record("evals", "started", "evaluating the trained model against the base model")
+    result = run_evals(
+        spec,
+        job.attempts[-1],
+        base_model_path=resolve_model(spec.model_name).path,
+        dataset_path=resolve_dataset_path(spec.dataset_path),
+        thresholds=thresholds or EvalThresholds(),
+    )
+    status: JobStatus = "succeeded" if result.passed else "failed"
+    job = job.model_copy(update={"eval_result": result, "status": status})
+    failed = [c.name for c in result.checks if not c.passed]
+    job.record(
+        "evals",
+        "completed" if result.passed else "failed",
+        "all checks passed" if result.passed else f"failed checks: {', '.join(failed)}",
+        checks=[c.model_dump(mode="json") for c in result.checks],
+        metrics=result.metrics,
+    )
+    return job
+
+
+def remediate_job(job: JobState) -> JobState:
+    """Heal the last failure by the rules, least invasive first; refuses past max_retries.
+
+    The healed spec is estimated but not approved: it goes back through the gate like any other spec.
+    """
+    from tools.remediation import plan_remediation
+
+    spec = _require_spec(job)
+    if not job.attempts or job.attempts[-1].status == "succeeded":
+        raise GuardRefusal("the last attempt did not fail; there is nothing to remediate")
+    if job.remediations and job.remediations[-1]["attempt"] == len(job.attempts):
+        raise GuardRefusal(
+            f"attempt {len(job.attempts)} was already remediated; approve and run the healed spec before healing again"
+        )
+    failure = job.attempts[-1].failure_class or "other"
+    plan = plan_remediation(spec, failure, retry_count=job.retry_count, max_retries=job.max_retries)
+    remediation = {
+        "attempt": len(job.attempts),
+        "failure": failure,
+        "rule": plan.rule,
+        "changes": {k: list(v) for k, v in plan.changes.items()},
+        "explanation": plan.explanation,
+    }
+    job = job.model_copy(
+        update={
+            "retry_count": job.retry_count + 1,
+            "status": "healing",
+            "remediations": [*job.remediations, remediation],
+        }
+    )
+    job.record(
+        "remediate", "completed", f"retry {job.retry_count}/{job.max_retries}: {plan.explanation}", **remediation
+    )
+    job = set_spec(job, plan.new_spec, source="remediation")
+    return estimate_job(job)
+
+
+def report_job(job: JobState, outcome: str | None = None) -> JobState:
+    from tools.report import plot_loss_curve, write_report
+
+    spec = _require_spec(job)
+    plot_loss_curve(job.attempts, job.folder.loss_curve_path)
+    gate = {
+        "outcome": job.gate.outcome if job.gate else "not evaluated",
+        "reason": job.gate.reason if job.gate else "",
+        "decision": job.decision,
+        "decided_by": job.decided_by,
+        "approved_usd": job.approval.approved_usd if job.approval else None,
+    }
+    final = outcome or job.status
+    path = write_report(
+        job.folder,
+        spec=spec,
+        policy=job.policy,
+        estimate=job.estimate,
+        gate=gate,
+        attempts=job.attempts,
+        remediations=job.remediations,
+        eval_result=job.eval_result,
+        events=job.folder.events(),
+        outcome=final,
+    )
+    job = job.model_copy(update={"report_path": str(path)})
+    job.record("report", "completed", f"report written to {path}", path=str(path))
+    return job
+
+
+def _require_spec(job: JobState) -> TrainingSpec:
+    if job.spec is None:
+        raise AegisError("there is no training spec yet")
+    return job.spec
+
+
+def _require_estimate(job: JobState) -> CostEstimate:
+    if job.estimate is None or job.spec is None or job.estimate_spec_hash != job.spec.spec_hash():
+        raise GuardRefusal("there is no cost estimate for the current spec; estimate it first")
+    return job.estimate
