@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_REQUEST := LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl for 2 epochs with batch size 4, learning rate 3e-4, seq_len 256, on cpu
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean chromium
 
 install: $(STAMP)
 
@@ -25,7 +25,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint
+# The browser tests drive Debian's chromium; install it where missing (they skip, saying why, if it can't be).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser tests will be skipped"
+
+test: $(STAMP) lint chromium
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
 clean:

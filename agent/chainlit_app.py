@@ -28,6 +28,7 @@ from tools.approval import ApprovalAnswer, ApprovalRequest
 from tools.errors import AegisError
 from tools.job import JobState
 from tools.paths import runs_dir
+from tools.runlog import new_run_id
 
 log = logging.getLogger("aegis.ui")
 
@@ -366,12 +367,18 @@ def outcome_text(job: JobState) -> str:
     return f"**Run `{job.run_id}` {job.status}**{why}; spent {spent}. The report is below."
 
 
-async def run_turn(call: Callable[[EventFn], TurnResult], view: ChatView) -> None:
-    """Run one agent turn off the loop, drawing its events as they come; errors become plain messages."""
+async def run_turn(call: Callable[[EventFn], TurnResult], view: ChatView, thread_id: str) -> None:
+    """Run one agent turn off the loop, drawing its events as they come; errors become plain messages.
+
+    A pause is indexed from the worker itself, so an approval reached after the tab closed is still found.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    who = owner()
 
     def on_event(event: dict[str, Any]) -> None:
+        if event.get("kind") == "approval":
+            PendingIndex().add(thread_id, who)
         loop.call_soon_threadsafe(queue.put_nowait, event)
 
     worker = asyncio.ensure_future(asyncio.to_thread(call, on_event))
@@ -425,8 +432,10 @@ async def on_chat_start() -> None:
 async def on_message(message: cl.Message) -> None:
     view = ChatView.current()
     session = agent_session()
-    thread_id = view.thread_id
-    await run_turn(lambda on_event: session.send(message.content, thread_id=thread_id, on_event=on_event), view)
+    thread_id = view.thread_id or new_run_id()
+    await run_turn(
+        lambda on_event: session.send(message.content, thread_id=thread_id, on_event=on_event), view, thread_id
+    )
 
 
 @cl.action_callback(APPROVAL_ACTION)
@@ -472,7 +481,9 @@ async def _resume(
 ) -> None:
     await cl.context.emitter.task_start()
     try:
-        await run_turn(lambda on_event: session.resume(thread_id, answer, spec_hash=spec_hash, on_event=on_event), view)
+        await run_turn(
+            lambda on_event: session.resume(thread_id, answer, spec_hash=spec_hash, on_event=on_event), view, thread_id
+        )
     finally:
         _ANSWERING.discard(thread_id)
         await cl.context.emitter.task_end()

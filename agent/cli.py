@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_train)
 
     from agent.commands import register_agent_commands
+    from agent.ui_command import register_ui_command
 
     register_agent_commands(sub)
+    register_ui_command(sub)
     return parser
 
 
@@ -77,22 +79,22 @@ def gate_answerer(yes: bool, approve_up_to: float | None, *, who: str) -> Callab
     def ask(job):  # noqa: ANN001, ANN202 - JobState, (Decision, str)
         cost = job.estimate.estimated_cost_usd
         if yes:
-            return "approve", f"{who} --yes"
+            return "approve", f"{who}.yes"
         if approve_up_to is not None:
             if cost <= approve_up_to:
-                return "approve", f"{who} --approve-up-to {approve_up_to:g}"
+                return "approve", f"{who}.approve-up-to-{approve_up_to:g}"
             err_console.print(f"estimate ${cost:.2f} is above --approve-up-to {approve_up_to:g}: cancelled")
-            return "cancel", f"{who} --approve-up-to {approve_up_to:g}"
+            return "cancel", f"{who}.approve-up-to-{approve_up_to:g}"
         if not sys.stdin.isatty():
             err_console.print(f"approval needed for ${cost:.2f}: rerun with --yes or --approve-up-to USD")
-            return "cancel", f"{who} (no terminal to ask)"
+            return "cancel", f"{who}.no-terminal"
         answer = Prompt.ask(
             f"Estimated ${cost:.2f} (soft limit ${job.policy.soft_threshold_usd:.2f}, "
             f"hard ${job.policy.max_budget_usd:.2f}). Approve?",
             choices=["approve", "optimize", "cancel"],
             default="cancel",
         )
-        return answer, f"{who} (prompt)"
+        return answer, f"{who}.prompt"
 
     return ask
 
@@ -112,7 +114,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             job, spec, ask=gate_answerer(args.yes, args.approve_up_to, who="person:cli"), on_progress=progress.update
         )
     console.print(f"status: [bold]{job.status}[/]  report: {job.report_path}")
-    return 0 if job.status == "succeeded" else 1
+    return {"succeeded": 0, "interrupted": 130}.get(job.status, 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,10 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
             cost = result.pending.estimated_cost_usd
             if args.yes:
-                answer = ApprovalAnswer(decision="approve", decided_by="person:cli --yes")
+                answer = ApprovalAnswer(decision="approve", decided_by="person:cli.yes")
             elif args.approve_up_to is not None and cost <= args.approve_up_to:
                 answer = ApprovalAnswer(
-                    decision="approve", decided_by=f"person:cli --approve-up-to {args.approve_up_to:g}"
+                    decision="approve", decided_by=f"person:cli.approve-up-to-{args.approve_up_to:g}"
                 )
             else:
                 break
@@ -152,7 +152,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     session = _session(args)
     events = ConsoleEvents()
     try:
-        answer = ApprovalAnswer(decision=args.decision, decided_by="person:cli resume")
+        answer = ApprovalAnswer(decision=args.decision, decided_by="person:cli.resume")
         result = session.resume(args.thread, answer, on_event=events)
         return _finish(result, events)
     finally:

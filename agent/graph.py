@@ -16,12 +16,13 @@ from langgraph.types import Checkpointer
 from agent.intake import SpecRequest, build_spec, merge_request
 from agent.offline_model import SPEC_PARSED
 from agent.state import AgentState
+from tools.errors import AegisError
 from tools.guarded_tools import TOOLS
 from tools.job import JobState, new_job, report_job, set_spec
-from tools.paths import PROMPTS_DIR
+from tools.paths import PROMPTS_DIR, resolve_dataset_path
 from tools.spec import BudgetPolicy
 
-TERMINAL = {"succeeded", "failed", "cancelled", "refused"}
+TERMINAL = {"succeeded", "failed", "interrupted", "cancelled", "refused"}
 
 
 def system_prompt(executor: str) -> str:
@@ -50,8 +51,13 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
         spec, problem = build_spec(draft)
         if spec is None:
             return {"spec_draft": draft, "messages": [AIMessage(problem or "Please describe the job.")]}
-        job = _job_for(state, draft)
-        job = set_spec(job, spec, source="request")
+        try:
+            resolve_dataset_path(spec.dataset_path)
+            if spec.eval_dataset_path:
+                resolve_dataset_path(spec.eval_dataset_path)
+        except AegisError as exc:
+            return {"spec_draft": draft, "messages": [AIMessage(f"I can't use that data: {exc}.")]}
+        job = set_spec(_job_for(state, draft), spec, source="request")
         shown = spec.model_dump(mode="json", exclude_defaults=False)
         note = ""
         if draft.get("max_budget_usd") is not None:

@@ -23,7 +23,7 @@ from tools.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("AEGIS_CHROMIUM", "/usr/bin/chromium"))  # a system Chromium or Chrome
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tools.spec import Decision
 
@@ -35,4 +35,4 @@ class ApprovalAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Decision
-    decided_by: str
+    decided_by: str = Field(pattern=r"^person:[A-Za-z0-9_.@-]+$", description="e.g. person:cli.yes")

@@ -51,7 +51,10 @@ def _reply(runtime: ToolRuntime, job: JobState | None, payload: dict[str, Any]) 
 
 
 def guarded(fn: Callable[..., tuple[JobState, dict[str, Any]]]) -> Callable[..., Command]:
-    """Record the call, turn any AegisError into a refused tool message (and an event); never a traceback."""
+    """Record the call, turn any AegisError into a refused tool message (and an event); never a traceback.
+
+    A tool that paused for a person re-runs from its start on resume; its call is recorded once.
+    """
 
     @functools.wraps(fn)
     def wrapper(runtime: ToolRuntime, **kwargs: Any) -> Command:
@@ -60,7 +63,9 @@ def guarded(fn: Callable[..., tuple[JobState, dict[str, Any]]]) -> Callable[...,
             job = load_job(runtime.state)
         except AegisError as exc:
             return _reply(runtime, None, {"ok": False, "status": "refused", "tool": name, "message": str(exc)})
-        job.record("tool", "started", f"{name} called", tool=name, args=kwargs)
+        call_id = runtime.tool_call_id
+        if not any(e.phase == "tool" and e.data.get("call_id") == call_id for e in job.folder.events()):
+            job.record("tool", "started", f"{name} called", tool=name, args=kwargs, call_id=call_id)
         try:
             job, payload = fn(job, runtime, **kwargs)
         except GraphBubbleUp:

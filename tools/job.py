@@ -30,7 +30,16 @@ from tools.spec import (
 )
 
 JobStatus = Literal[
-    "planning", "awaiting_approval", "approved", "running", "healing", "succeeded", "failed", "refused", "cancelled"
+    "planning",
+    "awaiting_approval",
+    "approved",
+    "running",
+    "healing",
+    "succeeded",
+    "failed",
+    "interrupted",
+    "refused",
+    "cancelled",
 ]
 Executor = Literal["local", "modal"]
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -236,11 +245,15 @@ def render_job(job: JobState) -> JobState:
 
 
 def local_timeout_s(job: JobState) -> float:
-    """Generous wall-clock limit from the CPU estimate; AEGIS_LOCAL_TIMEOUT_S overrides it."""
+    """Generous wall-clock limit from the CPU estimate; AEGIS_LOCAL_TIMEOUT_S overrides it.
+
+    Local runs cost nothing, so the limit only has to catch a hung job: 4x the estimate plus 10
+    minutes, at least 30 minutes (a busy laptop can run several times slower than the estimate).
+    """
     if "AEGIS_LOCAL_TIMEOUT_S" in os.environ:
         return float(os.environ["AEGIS_LOCAL_TIMEOUT_S"])
     seconds = job.local_estimate.cost_breakdown.estimated_seconds if job.local_estimate else 600.0
-    return max(300.0, 3.0 * seconds + 180.0)
+    return max(1800.0, 4.0 * seconds + 600.0)
 
 
 def run_job(job: JobState, *, on_progress: ProgressFn | None = None) -> JobState:
@@ -263,7 +276,7 @@ def run_job(job: JobState, *, on_progress: ProgressFn | None = None) -> JobState
         estimated_usd=estimate.estimated_cost_usd,
         actual_usd=result.actual_cost_usd,
     )
-    status: JobStatus = "running" if result.status == "succeeded" else "failed"
+    status: JobStatus = {"succeeded": "running", "interrupted": "interrupted"}.get(result.status, "failed")  # type: ignore[assignment]
     job = job.model_copy(
         update={"attempts": [*job.attempts, result], "ledger": ledger, "status": status, "rendered": None}
     )
@@ -331,7 +344,7 @@ def evaluate_job(job: JobState, thresholds: Any = None) -> JobState:
         job.attempts[-1],
         base_model_path=resolve_model(spec.model_name).path,
         dataset_path=resolve_dataset_path(spec.dataset_path),
-        thresholds=thresholds or EvalThresholds(),
+        thresholds=thresholds or EvalThresholds.from_config(),
     )
     status: JobStatus = "succeeded" if result.passed else "failed"
     job = job.model_copy(update={"eval_result": result, "status": status})
