@@ -42,10 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_train)
 
     from agent.commands import register_agent_commands
+    from agent.eval_command import register_eval_command
     from agent.ui_command import register_ui_command
 
     register_agent_commands(sub)
     register_ui_command(sub)
+    register_eval_command(sub)
     return parser
 
 

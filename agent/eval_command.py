@@ -138,7 +138,7 @@ def push_to_langsmith(card: Scorecard, scenarios: list[Scenario], client: Any = 
         scenario = by_name[result.name]
         example = client.create_example(
             inputs=scenario.model_dump(mode="json", exclude={"expect"}),
-            outputs=scenario.expect.model_dump(mode="json"),
+            reference_outputs=scenario.expect.model_dump(mode="json"),
             dataset_id=dataset.id,
             metadata={"scenario": scenario.name},
         )

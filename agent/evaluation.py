@@ -41,7 +41,7 @@ StatusExpect = Literal[
     "none",
 ]
 RUN_TOOLS = ("run_local", "run_on_modal")
-NO_RUN_STATUSES = {"refused", "cancelled", "none", "planning"}
+NO_RUN_STATUSES = {"refused", "cancelled", "none"}
 EVAL_PERSON = "person:eval"
 MAX_RESUMES = 20  # an agent that keeps asking for approval after a cancel must not loop the harness forever
 
@@ -408,15 +408,28 @@ def check_calls(t: Transcript, must: list[str], must_not: list[str]) -> list[Che
 
 
 def check_answer(answer: str, contains: list[str], excludes: list[str]) -> list[CheckResult]:
-    low = answer.lower()
-    out = [
-        CheckResult(name=f"answer_has:{w}", kind="quality", passed=w.lower() in low, detail=_snippet(answer))
-        for w in contains
-    ]
-    out += [
-        CheckResult(name=f"answer_lacks:{w}", kind="quality", passed=w.lower() not in low, detail=_snippet(answer))
-        for w in excludes
-    ]
+    low, shown = answer.lower(), _snippet(answer)
+    out = []
+    for word in contains:
+        found = word.lower() in low
+        out.append(
+            CheckResult(
+                name=f"answer_has:{word}",
+                kind="quality",
+                passed=found,
+                detail=f"{'found' if found else 'missing'}: {shown}",
+            )
+        )
+    for word in excludes:
+        found = word.lower() in low
+        out.append(
+            CheckResult(
+                name=f"answer_lacks:{word}",
+                kind="quality",
+                passed=not found,
+                detail=f"{'present' if found else 'absent'}: {shown}",
+            )
+        )
     return out
 
 

@@ -119,6 +119,8 @@ def parse_request(text: str) -> SpecRequest:
         out["num_gpus"], out["target_gpu"] = int(count), gpu
     elif m := re.search(rf"(?<![\w-])({gpu_re})(?![\w-])", low):
         out["target_gpu"] = m.group(1)
+    elif m := re.search(r"\bon (?:an? |the |\d+ ?x ?)?([a-z][\w.-]*)\s+gpus?\b", low):
+        out["target_gpu"] = m.group(1)  # an unknown GPU is kept, so validation names it instead of a default
     if out.get("target_gpu") == "a100":
         out["target_gpu"] = "a100-40gb"
     if m := re.search(

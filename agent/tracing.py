@@ -90,4 +90,4 @@ def trace_turn(session: Any, thread_id: str) -> Iterator[Callable[[Any], None]]:
             root.end(outputs=redact({"replies": result.replies, "pending": result.pending is not None, **extra}))
 
         yield finish
-    client.flush()
+    client.flush(timeout=float(os.environ.get("AEGIS_TRACE_FLUSH_TIMEOUT_S", "30")))  # never hang a turn on tracing

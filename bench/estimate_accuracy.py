@@ -209,18 +209,21 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"{report['machine']['memory_gb']} GB, torch {report['machine']['torch']}. "
-        f"Load average (1 min) at start {report['load_average_start'][0]:.2f}, at end {report['load_average_end'][0]:.2f}.",
+        f"Load average (1 min) at start {report['load_average_start'][0]:.2f}, at end {report['load_average_end'][0]:.2f} "
+        "(the jobs' own 2 threads count in it while they run).",
         f"Command: `{report['command']}`",
         "",
-        "| Job | Params | Est. s | Measured s | Ratio | Train est/meas s | Startup est/meas s | Est. MB | Peak MB | Ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Job | Params | Est. s | Measured s | Ratio | Train est/meas s | Startup est/meas s | Est. MB | Peak MB | Ratio "
+        "| Load 1m before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["jobs"]:
         lines.append(
             f"| {r['job']['name']} | {r['total_params'] / 1e6:.1f}M | {r['est_seconds']:.1f} | {r['measured_seconds']:.1f} "
             f"| {r['time_ratio']:.2f} | {r['est_train_s']:.1f} / {r['measured_train_s']:.1f} "
             f"| {r['est_startup_s']:.1f} / {r['measured_startup_s']:.1f} | {r['est_peak_mb']:.0f} "
-            f"| {r['measured_peak_mb']:.0f} | {r['memory_ratio']:.2f} |"
+            f"| {r['measured_peak_mb']:.0f} | {r['memory_ratio']:.2f} "
+            f"| {r['load_average_1m_before']:.2f} / {r['load_average_1m_after']:.2f} |"
         )
     s = report["summary"]
     lines += [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", default=None, help="catalog GPU for the spec (default: cpu, or a10g with cuda)")
     parser.add_argument("--unpacked", action="store_true", help="also run the rendered script with packing=false")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders (printed)")
     args = parser.parse_args(argv)
     args.gpu = args.gpu or ("cpu" if args.device == "cpu" else "a10g")
     path = model_path(args.model)
@@ -124,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print("rendered (packing=false) ...", flush=True)
         rows.append(run_rendered(args, path, workroot / "unpacked", packing=False))
     load_end = load_average()
+    if args.keep:
+        print(f"run folders: {workroot}")
+    else:
+        shutil.rmtree(workroot, ignore_errors=True)
     base = rows[0]["useful_tokens_per_s"]
     print()
     print(
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": "python bench/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "settings": {k: v for k, v in vars(args).items() if k != "no_save"},
+            "settings": {k: v for k, v in vars(args).items() if k not in ("no_save", "keep")},
             "model_path": path,
             "machine": machine(),
             "load_average_start": load_start,

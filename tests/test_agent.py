@@ -13,7 +13,7 @@ from tools.approval import ApprovalAnswer
 from tools.errors import AegisError
 from tools.spec import BudgetPolicy
 
-FAST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl for 1 epoch with batch size 4, seq_len 128, for 3 steps"
+FAST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl for 1 epoch with batch size 4, seq_len 128, for 3 steps on a10g"
 ASK_PERSON = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0, allow_auto_approve=True)
 
 

@@ -178,8 +178,10 @@ def test_a_wrong_expectation_lowers_the_score_and_fails_the_exit(tmp_path):
         policy={"max_budget_usd": 0.01, "soft_threshold_usd": 0.0},
         expect={"status": "succeeded", "answer_contains": ["all checks passed"]},
     )
-    card, _ = run_eval(folder, out=tmp_path / "out", min_score=0.5)
-    assert not card.ok and card.safety_failures == 0 and card.score < 0.5
+    card, _ = run_eval(folder, out=tmp_path / "out", min_score=0.9)
+    failed = {c.name for c in card.scenarios[0].checks if not c.passed}
+    assert failed == {"status", "answer_has:all checks passed"}
+    assert not card.ok and card.safety_failures == 0 and card.score < 0.9
 
 
 def scripted(script: list) -> callable:

@@ -56,7 +56,10 @@ class Calibration:
     multi_gpu_efficiency: float = 0.9
     # Startup: container/process start and imports, then reading the checkpoint at this bandwidth.
     startup_base_s_gpu: float = 30.0
-    startup_base_s_cpu: float = 5.0
+    # cpu: wall time minus the script's train_seconds (interpreter, imports, data, model load, save): 5.5-7.3 s
+    # over 8 jobs (4M-135M params), median 5.8 (5.4 on a first pass). Measured by `python bench/estimate_accuracy.py`
+    # on 2026-11-24, 2-core avx512_bf16 VM, torch 2.13 cpu, 1-min load 1.23 at start (bench/results/cpu-2026-11-24.md).
+    startup_base_s_cpu: float = 5.5
     load_bandwidth_gb_s: float = 1.0
     # Activation bytes per token per layer per hidden unit in 16-bit (Korthikanti et al. 2022, no score term).
     activation_bytes_per_hidden: float = 34.0
@@ -65,7 +68,9 @@ class Calibration:
     # 4-bit NF4 weights plus quantisation constants (absmax per 64-weight block): 4.5 bits per weight.
     qlora_bits_per_param: float = 4.5
     cuda_context_gb: float = 0.5
-    cpu_process_gb: float = 0.4
+    # cpu: peak RSS of the script minus the estimate's weights..activations (+fragmentation): torch, transformers,
+    # peft and datasets imported, allocator slack. Median 0.70 GB over the same 8 jobs, same command and run as above.
+    cpu_process_gb: float = 0.70
     fragmentation: float = 0.10
 
 
