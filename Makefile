@@ -3,7 +3,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEMO_REQUEST := LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl for 2 epochs with batch size 2, learning rate 3e-4, seq_len 256, on cpu
+DEMO_REQUEST := LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl for 2 epochs with batch size 2, learning rate 1e-3, seq_len 256, on cpu
 
 .PHONY: demo test install lint clean chromium
 

@@ -130,7 +130,7 @@ def test_example_specs_are_valid_and_point_at_bundled_data(spec_file):
         assert resolve_dataset_path(spec.eval_dataset_path).name == "support_eval.jsonl"
     expected = {
         "sample_lora.yaml": ("local:tiny-llama", "lora", "cpu", 2, 4, 128),
-        "support_smollm2.yaml": ("local:smollm2-135m-instruct", "lora", "cpu", 2, 4, 256),
+        "support_smollm2.yaml": ("local:smollm2-135m-instruct", "lora", "cpu", 2, 2, 256),
         "llama2_a10g.yaml": ("meta-llama/Llama-2-7b-hf", "qlora", "a10g", 3, 4, 512),
     }[spec_file]
     assert (
