@@ -41,9 +41,7 @@ def step_losses(folder: RunFolder, attempt: int) -> list[float]:
 
 @pytest.mark.slow
 def test_sample_spec_trains_and_the_loss_falls(tmp_path):
-    started = time.monotonic()
     assert main(["train", str(ROOT / "data/specs/sample_lora.yaml"), "--yes"]) == 0
-    assert time.monotonic() - started < 180
     folder = only_run(tmp_path / "runs")
     losses = step_losses(folder, 1)
     assert losses[-1] <= 0.7 * losses[0], losses
