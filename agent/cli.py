@@ -59,6 +59,7 @@ def _add_gate_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
+    from tools.actuals import apply_learning, learned_error, read_actuals
     from tools.catalog import get_gpu
     from tools.estimator import estimate_spec, format_estimate_table
     from tools.spec import BudgetPolicy, load_spec
@@ -67,6 +68,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     if args.gpu:
         get_gpu(args.gpu)
     estimate = estimate_spec(spec, gpu=args.gpu)
+    estimate = apply_learning(estimate, learned_error(read_actuals(), estimate.cost_breakdown.gpu))
     if args.json:
         print(json.dumps(estimate.model_dump(mode="json"), indent=2))
     else:

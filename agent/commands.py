@@ -102,6 +102,13 @@ def show_pending(request: ApprovalRequest) -> None:
         f"soft limit ${request.soft_threshold_usd:.2f}, hard limit ${request.max_budget_usd:.2f}, "
         f"spent ${request.spent_usd:.2f}. {request.reason}"
     )
+    if request.worst_case_usd is not None:
+        costs = ", ".join(f"#{a['attempt']} ${a['estimated_cost_usd']:.2f}" for a in request.attempts)
+        console.print(
+            f"Worst case with every retry the rules allow: ${request.worst_case_usd:.2f} ({costs}); "
+            f"{request.dtype}, {request.num_gpus} GPU(s); the remaining budget allows "
+            f"{request.retries_budget_allows} retr{'y' if request.retries_budget_allows == 1 else 'ies'}."
+        )
 
 
 def _finish(result: Any, events: ConsoleEvents) -> int:

@@ -195,6 +195,9 @@ def test_approval_pauses_and_a_second_answer_is_refused():
         result = session.send(FAST)
         assert result.pending is not None and result.job.status == "planning"
         pending = result.pending
+        assert [a["attempt"] for a in pending.attempts] == [1, 2, 3, 4]  # max_retries 3: four attempts priced
+        assert pending.worst_case_usd == sum(a["estimated_cost_usd"] for a in pending.attempts)
+        assert pending.attempts[1]["changes"]["micro_batch_size"] == [4, 2]
         with pytest.raises(AegisError, match="different spec"):
             session.resume(
                 result.thread_id, ApprovalAnswer(decision="approve", decided_by="person:test"), spec_hash="0" * 16

@@ -27,6 +27,11 @@ class ApprovalRequest(BaseModel):
     max_budget_usd: float
     reason: str
     options: list[Decision] = ["approve", "optimize", "cancel"]
+    attempts: list[dict[str, Any]] = []
+    worst_case_usd: float | None = None
+    retries_budget_allows: int | None = None
+    dtype: str = ""
+    num_gpus: int = 1
 
 
 class ApprovalAnswer(BaseModel):

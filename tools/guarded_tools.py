@@ -118,6 +118,22 @@ def _estimate_cost(job: JobState, runtime: ToolRuntime, target_gpu: str | None =
     return job, {"ok": True, "status": "estimated", **_estimate_payload(job)}
 
 
+def _worst_case(job: JobState) -> dict[str, Any]:
+    from tools.worst_case import plan_worst_case
+
+    assert job.spec is not None and job.estimate is not None
+    worst = plan_worst_case(
+        job.spec, job.estimate, job.policy, max_retries=job.max_retries, spent_usd=job.ledger.spent_usd
+    )
+    return {
+        "attempts": [a.model_dump(mode="json") for a in worst.attempts],
+        "worst_case_usd": worst.worst_case_usd,
+        "retries_budget_allows": worst.retries_budget_allows,
+        "dtype": worst.dtype,
+        "num_gpus": worst.num_gpus,
+    }
+
+
 @guarded
 def _request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, dict]:
     if job.status == "approved" and job.approval is not None:
@@ -144,6 +160,7 @@ def _request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, di
             soft_threshold_usd=job.policy.soft_threshold_usd,
             max_budget_usd=job.policy.max_budget_usd,
             reason=outcome.reason,
+            **_worst_case(job),
         )
         answer = ApprovalAnswer.model_validate(interrupt(request.model_dump(mode="json")))
         job = gate_job(job)

@@ -133,12 +133,19 @@ def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
 
 
 def estimate_job(job: JobState) -> JobState:
+    """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals."""
+    from tools.actuals import apply_learning, learned_error, read_actuals
     from tools.estimator import estimate_spec
 
     spec = _require_spec(job)
     job.record("estimate", "started", f"estimating {spec.method} of {spec.model_name} on {spec.target_gpu}")
-    estimate = estimate_spec(spec)
-    local = estimate if spec.target_gpu == "cpu" else estimate_spec(spec, gpu="cpu")
+    history = read_actuals()
+    estimate = apply_learning(estimate_spec(spec), learned_error(history, spec.target_gpu))
+    local = (
+        estimate
+        if spec.target_gpu == "cpu"
+        else apply_learning(estimate_spec(spec, gpu="cpu"), learned_error(history, "cpu"))
+    )
     job = job.model_copy(update={"estimate": estimate, "estimate_spec_hash": spec.spec_hash(), "local_estimate": local})
     bd = estimate.cost_breakdown
     job.record(
@@ -258,6 +265,7 @@ def local_timeout_s(job: JobState) -> float:
 
 def run_job(job: JobState, *, on_progress: ProgressFn | None = None) -> JobState:
     """Start one attempt, only after the guard says yes, and book what it really cost."""
+    from tools.actuals import record_actual
     from tools.guards import may_start_run
 
     may_start_run(job)
@@ -269,6 +277,8 @@ def run_job(job: JobState, *, on_progress: ProgressFn | None = None) -> JobState
     job.record("train", "started", f"attempt {attempt} on {job.executor}", attempt=attempt, spec_hash=spec.spec_hash())
     job = job.model_copy(update={"status": "running"})
     result = _execute(job, on_progress)
+    ran_on = job.estimate if job.executor == "modal" else (job.local_estimate or job.estimate)
+    record_actual(job.run_id, attempt, ran_on, result)
     ledger = job.ledger.record(
         attempt=attempt,
         run_id=job.run_id,
