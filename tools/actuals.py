@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.paths import aegis_home
-from tools.spec import CostEstimate, ExecutionResult
+from tools.spec import AwareUTC, CostEstimate, ExecutionResult
 
 WINDOW = 5
 MIN_RUNS_FOR_CORRECTION = 3
@@ -25,7 +25,7 @@ MIN_RUNS_FOR_CORRECTION = 3
 class ActualRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    timestamp: AwareUTC = Field(default_factory=lambda: datetime.now(UTC))
     run_id: str
     attempt: int
     gpu: str

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from tools.errors import GuardRefusal
-from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
+from tools.spec import AwareUTC, BudgetPolicy, CostEstimate, TrainingSpec
 
 AUTO_APPROVER = "policy:auto"
 # Float sums of dollar amounts must not flip a decision at the exact limit.
@@ -45,14 +45,7 @@ class ApprovalRecord(BaseModel):
     spec_hash: str = Field(min_length=1)
     estimate_hash: str = Field(min_length=1)
     approved_usd: float = Field(ge=0)
-    timestamp: datetime
-
-    @field_validator("timestamp")
-    @classmethod
-    def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must be timezone-aware")
-        return value.astimezone(UTC)
+    timestamp: AwareUTC
 
 
 def evaluate_gate(estimate: CostEstimate, policy: BudgetPolicy, spent_usd: float = 0.0) -> GateOutcome:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from tools.errors import GuardRefusal
 from tools.gate import MONEY_EPSILON
-from tools.spec import BudgetPolicy
+from tools.spec import AwareUTC, BudgetPolicy
 
 
 class SpendEntry(BaseModel):
@@ -24,14 +24,7 @@ class SpendEntry(BaseModel):
     status: str = Field(min_length=1)
     estimated_usd: float = Field(ge=0)
     actual_usd: float = Field(ge=0)
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-    @field_validator("timestamp")
-    @classmethod
-    def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must be timezone-aware")
-        return value.astimezone(UTC)
+    timestamp: AwareUTC = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class SpendLedger(BaseModel):

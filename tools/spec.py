@@ -12,10 +12,10 @@ import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tools.errors import SpecError
 
@@ -27,6 +27,16 @@ Decision = Literal["approve", "optimize", "cancel"]
 FailureClass = Literal[
     "oom", "nan_loss", "timeout", "missing_dependency", "bad_data", "unsupported", "interrupted", "other"
 ]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+AwareUTC = Annotated[datetime, AfterValidator(_aware_utc)]
+"""A timezone-aware timestamp normalised to UTC: what every record the project writes carries."""
 
 
 class TrainingSpec(BaseModel):
@@ -206,18 +216,11 @@ class RunEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    timestamp: AwareUTC = Field(default_factory=lambda: datetime.now(UTC))
     phase: str
     status: RunStatus
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must be timezone-aware")
-        return value.astimezone(UTC)
 
 
 class ExecutionResult(BaseModel):
