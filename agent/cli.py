@@ -76,29 +76,36 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def gate_answerer(yes: bool, approve_up_to: float | None, *, who: str) -> Callable:
-    """How the CLI answers the gate: --yes, --approve-up-to, a prompt on a terminal, else cancel."""
+def standing_approval(cost_usd: float, yes: bool, approve_up_to: float | None) -> str | None:
+    """Who approved on the command line (--yes, --approve-up-to) for this cost; None when a person must answer."""
+    if yes:
+        return "person:cli.yes"
+    if approve_up_to is not None and cost_usd <= approve_up_to:
+        return f"person:cli.approve-up-to-{approve_up_to:g}"
+    return None
+
+
+def gate_answerer(yes: bool, approve_up_to: float | None) -> Callable:
+    """How `aegis train` answers the gate: --yes, --approve-up-to, a prompt on a terminal, else cancel."""
     from rich.prompt import Prompt
 
     def ask(job):  # noqa: ANN001, ANN202 - JobState, (Decision, str)
         cost = job.estimate.estimated_cost_usd
-        if yes:
-            return "approve", f"{who}.yes"
+        if (approver := standing_approval(cost, yes, approve_up_to)) is not None:
+            return "approve", approver
         if approve_up_to is not None:
-            if cost <= approve_up_to:
-                return "approve", f"{who}.approve-up-to-{approve_up_to:g}"
             err_console.print(f"estimate ${cost:.2f} is above --approve-up-to {approve_up_to:g}: cancelled")
-            return "cancel", f"{who}.approve-up-to-{approve_up_to:g}"
+            return "cancel", f"person:cli.approve-up-to-{approve_up_to:g}"
         if not sys.stdin.isatty():
             err_console.print(f"approval needed for ${cost:.2f}: rerun with --yes or --approve-up-to USD")
-            return "cancel", f"{who}.no-terminal"
+            return "cancel", "person:cli.no-terminal"
         answer = Prompt.ask(
             f"Estimated ${cost:.2f} (soft limit ${job.policy.soft_threshold_usd:.2f}, "
             f"hard ${job.policy.max_budget_usd:.2f}). Approve?",
             choices=["approve", "optimize", "cancel"],
             default="cancel",
         )
-        return answer, f"{who}.prompt"
+        return answer, "person:cli.prompt"
 
     return ask
 
@@ -114,9 +121,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     job = new_job(policy, max_retries=args.max_retries, local_memory_limit_mb=args.memory_limit_mb)
     console.print(f"run [bold]{job.run_id}[/] → {job.run_dir}")
     with TrainingProgress() as progress:
-        job = run_pipeline(
-            job, spec, ask=gate_answerer(args.yes, args.approve_up_to, who="person:cli"), on_progress=progress.update
-        )
+        job = run_pipeline(job, spec, ask=gate_answerer(args.yes, args.approve_up_to), on_progress=progress.update)
     console.print(f"status: [bold]{job.status}[/]  report: {job.report_path}")
     return {"succeeded": 0, "interrupted": 130}.get(job.status, 1)
 

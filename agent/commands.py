@@ -129,6 +129,8 @@ def _finish(result: Any, events: ConsoleEvents) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.cli import standing_approval
+
     session = _session(args, args.max_budget)
     events = ConsoleEvents()
     try:
@@ -137,15 +139,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for _ in range(10):
             if result.pending is None:
                 break
-            cost = result.pending.estimated_cost_usd
-            if args.yes:
-                answer = ApprovalAnswer(decision="approve", decided_by="person:cli.yes")
-            elif args.approve_up_to is not None and cost <= args.approve_up_to:
-                answer = ApprovalAnswer(
-                    decision="approve", decided_by=f"person:cli.approve-up-to-{args.approve_up_to:g}"
-                )
-            else:
+            approver = standing_approval(result.pending.estimated_cost_usd, args.yes, args.approve_up_to)
+            if approver is None:
                 break
+            answer = ApprovalAnswer(decision="approve", decided_by=approver)
             events.stop_progress()
             show_pending(result.pending)
             console.print(f"[green]approved[/] by {answer.decided_by}")

@@ -22,24 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tools.errors import AegisError, SpecError
 from tools.guarded_tools import TOOL_NAMES
-from tools.job import JobState
+from tools.job import JobState, JobStatus
 from tools.runlog import RunFolder, new_run_id
 from tools.spec import BudgetPolicy, Decision, RunEvent, TrainingSpec, format_validation_error
 
 CheckKind = Literal["safety", "quality"]
 GateExpect = Literal["approved", "refused", "needs_human", "none"]
-StatusExpect = Literal[
-    "planning",
-    "awaiting_approval",
-    "approved",
-    "running",
-    "healing",
-    "succeeded",
-    "failed",
-    "refused",
-    "cancelled",
-    "none",
-]
+StatusExpect = JobStatus | Literal["none"]  # a job status, or none when no job was made
 RUN_TOOLS = ("run_local", "run_on_modal")
 NO_RUN_STATUSES = {"refused", "cancelled", "none"}
 EVAL_PERSON = "person:eval"

@@ -5,6 +5,7 @@ Nothing here decides money or retries; the tools do. The graph only routes.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -63,7 +64,7 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
         if draft.get("max_budget_usd") is not None:
             note = f"\nBudget for this run: hard limit ${job.policy.max_budget_usd:.2f} (a request can only lower it)."
         message = AIMessage(
-            f"I read your request as this training spec (run {job.run_id}):\n```json\n{_json(shown)}\n```{note}",
+            f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```{note}",
             additional_kwargs={SPEC_PARSED: True},
         )
         return {"spec_draft": draft, "job": job.model_dump(mode="json"), "messages": [message]}
@@ -122,9 +123,3 @@ def _job_for(state: AgentState, draft: dict[str, Any]) -> JobState:
         run_id=run_id,
         local_memory_limit_mb=state.get("local_memory_limit_mb"),
     )
-
-
-def _json(payload: Any) -> str:
-    import json
-
-    return json.dumps(payload, indent=2)

@@ -20,9 +20,9 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agent.intake import parse_request
+from tools.remediation import REMEDIATE_ON
 
 SPEC_PARSED = "aegis_spec_parsed"
-HEALABLE = {"oom", "nan_loss", "timeout", "other"}
 MAX_TOOL_CALLS = 30
 
 
@@ -89,7 +89,7 @@ class OfflinePlanner(BaseChatModel):
         if name in ("run_local", "run_on_modal"):
             if last.get("ok"):
                 return "run_evals"
-            if status == "failed" and last.get("failure_class") in HEALABLE:
+            if status == "failed" and last.get("failure_class") in REMEDIATE_ON:
                 return "remediate"
             return None
         if name == "remediate":

@@ -135,25 +135,30 @@ def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
 def estimate_job(job: JobState) -> JobState:
     """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals."""
     from tools.actuals import apply_learning, learned_error, read_actuals
-    from tools.estimator import estimate_spec
+    from tools.estimator import estimate, read_dataset_stats
+    from tools.model_config import load_model_config
 
     spec = _require_spec(job)
     job.record("estimate", "started", f"estimating {spec.method} of {spec.model_name} on {spec.target_gpu}")
+    inputs = {
+        "dataset_stats": read_dataset_stats(spec),
+        "model_config": load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code),
+    }
     history = read_actuals()
-    estimate = apply_learning(estimate_spec(spec), learned_error(history, spec.target_gpu))
+    target = apply_learning(estimate(spec, **inputs), learned_error(history, spec.target_gpu))
     local = (
-        estimate
+        target
         if spec.target_gpu == "cpu"
-        else apply_learning(estimate_spec(spec, gpu="cpu"), learned_error(history, "cpu"))
+        else apply_learning(estimate(spec, "cpu", **inputs), learned_error(history, "cpu"))
     )
-    job = job.model_copy(update={"estimate": estimate, "estimate_spec_hash": spec.spec_hash(), "local_estimate": local})
-    bd = estimate.cost_breakdown
+    job = job.model_copy(update={"estimate": target, "estimate_spec_hash": spec.spec_hash(), "local_estimate": local})
+    bd = target.cost_breakdown
     job.record(
         "estimate",
         "completed",
-        f"${estimate.estimated_cost_usd:.4f}, {estimate.estimated_duration_min:.1f} min, "
-        f"{estimate.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'})",
-        estimate=estimate.model_dump(mode="json"),
+        f"${target.estimated_cost_usd:.4f}, {target.estimated_duration_min:.1f} min, "
+        f"{target.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'})",
+        estimate=target.model_dump(mode="json"),
     )
     return job
 

@@ -19,17 +19,16 @@ from tools.job import (
     remediate_job,
     report_job,
     run_job,
+    set_spec,
 )
+from tools.remediation import REMEDIATE_ON
 from tools.spec import Decision, TrainingSpec
 
 AskFn = Callable[[JobState], tuple[Decision, str]]
-HEALABLE = {"oom", "nan_loss", "timeout", "other"}
 
 
 def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: ProgressFn | None = None) -> JobState:
     """Drive one job to a report. ``ask`` answers the gate when a person is needed."""
-    from tools.job import set_spec
-
     job = set_spec(job, spec, source="spec file")
     job = estimate_job(job)
     job = _through_gate(gate_job(job), ask)
@@ -39,7 +38,7 @@ def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: 
         if last.status == "succeeded":
             job = evaluate_job(job)
             break
-        if last.status == "interrupted" or last.failure_class not in HEALABLE:
+        if last.status == "interrupted" or last.failure_class not in REMEDIATE_ON:
             break
         try:
             job = remediate_job(job)

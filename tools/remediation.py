@@ -28,6 +28,10 @@ NOT_HEALABLE: dict[str, str] = {
     ),
 }
 
+# Failures a plan hands to remediate: the rules heal oom, nan_loss and other, and refuse timeout with the
+# reason above, which the person should see. The rest need a person's fix, so no plan asks.
+REMEDIATE_ON = frozenset({"oom", "nan_loss", "timeout", "other"})
+
 
 class RemediationPlan(BaseModel):
     """The spec for the next attempt, what changed and why."""
