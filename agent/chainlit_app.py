@@ -136,7 +136,19 @@ def estimate_table(p: dict[str, Any]) -> str:
     if p.get("trainable_params") is not None:
         rows.append(f"| Trainable parameters | {p['trainable_params']:,} of {p.get('total_params', 0):,} | |")
     notes = "".join(f"\n- {note}" for note in p.get("notes") or [])
-    return "\n".join(rows) + notes
+    return "\n".join(rows) + notes + preflight_text(p.get("preflight"))
+
+
+def preflight_text(preflight: dict[str, Any] | None) -> str:
+    """The free checks run before any money is asked for, one line each."""
+    if not preflight:
+        return ""
+    head = "passed" if preflight.get("passed") else "**failed**: nothing will be asked for or spent"
+    lines = "".join(
+        f"\n- {c['name']}: {'**FAIL** ' if c['status'] == 'fail' else c['status'] + ' '}— {c['detail']}"
+        for c in preflight.get("checks", [])
+    )
+    return f"\n\n**Pre-flight** {head}{lines}"
 
 
 def checks_table(checks: list[dict[str, Any]]) -> str:
@@ -157,6 +169,8 @@ def format_tool_result(name: str, p: dict[str, Any]) -> str:
     head = f"**{status}**" + (f": {p['message']}" if p.get("message") and p.get("message") != status else "")
     if not p.get("ok") and status in ("refused", "error"):
         return head
+    if status == "preflight_failed":
+        return f"{head}{preflight_text(p.get('preflight'))}"
     if "estimated_cost_usd" in p:
         return f"{head}\n\n{estimate_table(p)}"
     if name in ("run_local", "run_on_modal"):
@@ -197,8 +211,33 @@ def approval_text(req: ApprovalRequest) -> str:
         f"`{spec.get('dataset_path')}` · {spec.get('num_epochs')} epoch(s){steps} · batch "
         f"{spec.get('micro_batch_size')}×{spec.get('gradient_accumulation_steps')} · lr {spec.get('learning_rate')} · "
         f"seq_len {spec.get('seq_len')} · {spec.get('num_gpus')}× {spec.get('target_gpu')}\n\n"
+        f"{worst_case_text(req)}"
         "An approval holds for exactly this spec and estimate. **Optimize** proposes a cheaper spec, "
         "which comes back here."
+    )
+
+
+def worst_case_text(req: ApprovalRequest) -> str:
+    """Every attempt the healing rules allow, priced, and what one attempt can bill before its time limit."""
+    if req.worst_case_usd is None:
+        return ""
+    rows = ["| Attempt | What changes | Cost | Time |", "|---|---|---|---|"]
+    for a in req.attempts:
+        rows.append(
+            f"| {a['attempt']} | {a['rule']} | {usd(a['estimated_cost_usd'])} | {a['estimated_minutes']:.1f} min |"
+        )
+    allows = req.retries_budget_allows
+    limit = (
+        f" Each attempt stops after {req.timeout_s / 60:.0f} min, so one attempt bills at most "
+        f"{usd(req.max_attempt_cost_usd)}."
+        if req.timeout_s is not None
+        else ""
+    )
+    return (
+        f"**Worst case** (every attempt fails but the last): **{usd(req.worst_case_usd)}** · {req.dtype} · "
+        f"{req.num_gpus} GPU(s); the remaining budget allows {allows} retr{'y' if allows == 1 else 'ies'}.{limit}\n\n"
+        + "\n".join(rows)
+        + "\n\n"
     )
 
 

@@ -123,6 +123,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with TrainingProgress() as progress:
         job = run_pipeline(job, spec, ask=gate_answerer(args.yes, args.approve_up_to), on_progress=progress.update)
     console.print(f"status: [bold]{job.status}[/]  report: {job.report_path}")
+    if job.status == "refused" and job.gate is not None:
+        err_console.print(f"[red]refused:[/] {job.gate.reason}", highlight=False, soft_wrap=True)
     return {"succeeded": 0, "interrupted": 130}.get(job.status, 1)
 
 

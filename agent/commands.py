@@ -109,6 +109,11 @@ def show_pending(request: ApprovalRequest) -> None:
             f"{request.dtype}, {request.num_gpus} GPU(s); the remaining budget allows "
             f"{request.retries_budget_allows} retr{'y' if request.retries_budget_allows == 1 else 'ies'}."
         )
+    if request.timeout_s is not None:
+        console.print(
+            f"Each attempt is stopped after {request.timeout_s / 60:.0f} min, so one attempt bills at most "
+            f"${request.max_attempt_cost_usd or 0.0:.2f}."
+        )
 
 
 def _finish(result: Any, events: ConsoleEvents) -> int:

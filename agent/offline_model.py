@@ -137,6 +137,8 @@ def _summary(results: list[tuple[str, dict[str, Any]]]) -> str:
                 f"{r['estimated_vram_gb']:.1f} GB, {'fits' if r['fits'] else 'does NOT fit'}); limits: "
                 f"soft ${r['soft_threshold_usd']:.2f}, hard ${r['max_budget_usd']:.2f}."
             )
+        elif name == "estimate_cost" and r.get("status") == "preflight_failed":
+            lines.append(f"Stopped before any money was asked for: {r.get('message')}")
         elif name == "request_approval":
             who = f" by {r['decided_by']}" if r.get("decided_by") else ""
             lines.append(f"Gate: {r.get('status')}{who} — {r.get('message', '')}")

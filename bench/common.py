@@ -98,3 +98,14 @@ def machine() -> dict[str, Any]:
 
     info["transformers"] = transformers.__version__
     return info
+
+
+def save_results(name: str, report: dict[str, Any], markdown: str) -> None:
+    """bench/results/<name>-<date>.json and .md: the figures and their table, kept beside the code."""
+    import datetime as dt
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS_DIR / f"{name}-{dt.date.today().isoformat()}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    stem.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(f"wrote {stem}.json and {stem}.md")

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH_LLAMA, RESULTS_DIR, load_average, machine, model_path  # noqa: E402
+from bench.common import BENCH_LLAMA, load_average, machine, model_path, save_results  # noqa: E402
 from tools.catalog import get_gpu  # noqa: E402
 from tools.estimator import CALIBRATION, estimate_spec, startup_seconds  # noqa: E402
 from tools.executor_local import run_local  # noqa: E402
@@ -312,11 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stem = RESULTS_DIR / f"{gpu}-{dt.date.today().isoformat()}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        stem.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-        print(f"wrote {stem}.json and {stem}.md")
+        save_results(gpu, report, markdown(report))
     return 0
 
 

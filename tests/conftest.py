@@ -24,8 +24,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session")
+def preflight_cache(tmp_path_factory):
+    """Smoke-run results are keyed by script, spec, data and model contents, so tests may share them."""
+    return tmp_path_factory.mktemp("preflight-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_state(tmp_path, monkeypatch):
+def isolated_state(tmp_path, monkeypatch, preflight_cache):
+    monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(preflight_cache))
     monkeypatch.setenv("AEGIS_HOME", str(tmp_path / "aegis-home"))
     monkeypatch.setenv("AEGIS_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv(

@@ -198,6 +198,7 @@ def test_approval_pauses_and_a_second_answer_is_refused():
         assert [a["attempt"] for a in pending.attempts] == [1, 2, 3, 4]  # max_retries 3: four attempts priced
         assert pending.worst_case_usd == sum(a["estimated_cost_usd"] for a in pending.attempts)
         assert pending.attempts[1]["changes"]["micro_batch_size"] == [4, 2]
+        assert pending.timeout_s >= 600 and pending.max_attempt_cost_usd > pending.estimated_cost_usd
         with pytest.raises(AegisError, match="different spec"):
             session.resume(
                 result.thread_id, ApprovalAnswer(decision="approve", decided_by="person:test"), spec_hash="0" * 16
@@ -217,3 +218,45 @@ def test_approval_pauses_and_a_second_answer_is_refused():
     events = [e for e in done.job.folder.events() if e.phase == "approval"]
     assert len(events) == 1 and "person:test" in events[0].message
     assert json.loads(json.dumps(done.job.model_dump(mode="json")))  # the state stays serialisable
+
+
+def chat_data_losing_replies(tmp_path, monkeypatch):
+    """Rows 2 and 4 have prompts longer than seq_len 128: nothing of their replies would be trained on."""
+    monkeypatch.setenv("AEGIS_DATA_DIRS", str(tmp_path))
+    rows = []
+    for i in range(1, 7):
+        question = "My invoice is wrong, please check it. " * (40 if i in (2, 4) else 1)
+        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "Done."}]})
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return f"LoRA fine-tune local:tiny-llama on {path} with seq_len 128, for 3 steps on a10g"
+
+
+def test_preflight_stops_the_agent_before_anyone_is_asked_for_money(tmp_path, monkeypatch):
+    request = chat_data_losing_replies(tmp_path, monkeypatch)
+    session = AgentSession("offline", policy=ASK_PERSON)
+    try:
+        result = session.send(request)
+    finally:
+        session.close()
+    job = result.job
+    assert result.pending is None and not trained(job)
+    assert tool_calls(job) == ["estimate_cost"]
+    assert job.preflight is not None and not job.preflight.passed
+    assert "rows 2, 4" in result.replies[-1] and "raise seq_len" in result.replies[-1]
+
+
+def test_a_model_that_asks_for_approval_after_a_failed_preflight_is_refused(tmp_path, monkeypatch):
+    request = chat_data_losing_replies(tmp_path, monkeypatch)
+    script = [[("estimate_cost", {})], [("request_approval", {})], [("run_on_modal", {})], [("run_local", {})], "done"]
+    session = scripted_session(script, policy=ASK_PERSON)
+    try:
+        result = session.send(request)
+    finally:
+        session.close()
+    job = result.job
+    assert result.pending is None and not trained(job) and job.status == "refused"
+    refused = [e.phase for e in job.folder.events() if e.data.get("refused")]
+    assert "run_local" in refused
+    gate = [e for e in job.folder.events() if e.phase == "gate"]
+    assert gate and "rows 2, 4" in gate[-1].message

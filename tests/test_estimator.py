@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -13,9 +14,11 @@ from tools.dataset import DatasetStats
 from tools.errors import ModelError
 from tools.estimator import (
     CALIBRATION,
+    checkpoint_dtype,
     estimate,
     estimate_spec,
     format_estimate_table,
+    model_load_gb,
     startup_seconds,
 )
 from tools.model_config import (
@@ -26,7 +29,7 @@ from tools.model_config import (
     lora_trainable_params,
     model_stats,
 )
-from tools.spec import BudgetPolicy, TrainingSpec
+from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
 
 
 def stats(rows: int = 20_000, tokens_per_row: int = 400, seq_len: int = 512) -> DatasetStats:
@@ -230,3 +233,110 @@ def test_estimate_spec_uses_the_built_local_tokenizer(tmp_path: Path, monkeypatc
     b = est.cost_breakdown
     assert not b.tokens_approximate and "tiny-llama" in b.tokenizer
     assert b.total_params == count_parameters(load_model_config("local:tiny-llama"))
+
+
+def test_host_ram_on_a_gpu_machine_is_the_process_the_data_and_the_model_load() -> None:
+    """Llama-2-7B ships fp16: LoRA converts it to bf16 on the host, full fine-tuning to fp32, QLoRA loads to the GPU."""
+    n = count_parameters(load_model_config("llama-2-7b"))
+    data = stats()
+    fixed = CALIBRATION.cpu_process_gb + data.tokens * CALIBRATION.host_bytes_per_token / 1e9
+    host = {
+        m: estimate(spec(method=m), "a10g", dataset_stats=data).cost_breakdown.host_ram_gb
+        for m in ("qlora", "lora", "full_finetune")
+    }
+    assert host["qlora"] == pytest.approx(fixed + n * 2 / 1e9)
+    assert host["lora"] == pytest.approx(fixed + n * (2 + 2) / 1e9)
+    assert host["full_finetune"] == pytest.approx(fixed + n * (2 + 4) / 1e9)
+    assert all(value > CALIBRATION.cpu_process_gb for value in host.values())
+    four = estimate(spec(method="lora", num_gpus=4), "a10g", dataset_stats=data).cost_breakdown
+    assert four.host_ram_gb == pytest.approx(4 * host["lora"])  # torchrun: every process loads its own copy
+
+
+def test_model_load_is_zero_copy_in_the_checkpoint_dtype() -> None:
+    assert model_load_gb(10**9, "float32", "float32") == pytest.approx(4.0)
+    assert model_load_gb(10**9, "float32", "bfloat16") == pytest.approx(6.0)
+    assert model_load_gb(10**9, "bfloat16", "float16") == pytest.approx(4.0)
+    assert model_load_gb(10**9, "bfloat16", None) == pytest.approx(2.0)
+    assert checkpoint_dtype(load_model_config("meta-llama/Meta-Llama-3-8B")) == "bfloat16"
+    assert checkpoint_dtype(load_model_config("gpt2")) == "float32"  # the config names none
+
+
+def test_host_ram_grows_with_the_dataset() -> None:
+    small = estimate(spec(method="lora"), "a10g", dataset_stats=stats(rows=1_000)).cost_breakdown
+    large = estimate(spec(method="lora"), "a10g", dataset_stats=stats(rows=101_000)).cost_breakdown
+    added = 100_000 * 400 * CALIBRATION.host_bytes_per_token / 1e9
+    assert large.host_ram_gb - small.host_ram_gb == pytest.approx(added)
+
+
+def test_on_cpu_host_ram_is_the_training_memory() -> None:
+    for method in ("lora", "full_finetune"):
+        est = estimate(
+            spec(model_name="HuggingFaceTB/SmolLM2-135M-Instruct", method=method), "cpu", dataset_stats=stats()
+        )
+        assert est.cost_breakdown.host_ram_gb == est.estimated_vram_gb
+
+
+def test_eval_memory_grows_with_the_model_and_runs_on_this_cpu_whatever_the_target() -> None:
+    def eval_gb(model: str, method: str = "lora", gpu: str = "a10g") -> float:
+        b = estimate(spec(model_name=model, method=method), gpu, dataset_stats=stats()).cost_breakdown
+        assert b.eval_memory_gb is not None
+        return b.eval_memory_gb
+
+    smollm2, llama = "HuggingFaceTB/SmolLM2-135M-Instruct", "llama-2-7b"
+    assert eval_gb("gpt2") < eval_gb(smollm2) < eval_gb("qwen2.5-0.5b") < eval_gb(llama)
+    assert eval_gb(llama, gpu="h100") == eval_gb(llama, gpu="cpu") == eval_gb(llama)
+    n = count_parameters(load_model_config(llama))
+    assert eval_gb(llama) == pytest.approx(CALIBRATION.eval_process_gb + n * (2 + 4) / 1e9, rel=0.01)  # the load peak
+    assert eval_gb(llama, "qlora") == eval_gb(llama)  # the adapter goes on an fp32 base, as for LoRA
+    # A full fine-tune is evaluated beside its base: a second fp32 model (gpt2's checkpoint is fp32, so no load peak).
+    gpt2 = count_parameters(load_model_config("gpt2"))
+    assert eval_gb("gpt2", "full_finetune") - eval_gb("gpt2") == pytest.approx(gpt2 * 4 / 1e9, rel=0.02)
+    assert eval_gb(llama, "full_finetune") > eval_gb(llama) + n * 2 / 1e9
+
+
+def test_eval_memory_counts_the_longest_row_logits() -> None:
+    gpt2 = {"model_name": "gpt2", "seq_len": 1024}
+    short = estimate(spec(**gpt2), dataset_stats=stats(tokens_per_row=100, seq_len=1024)).cost_breakdown
+    long = estimate(spec(**gpt2), dataset_stats=stats(tokens_per_row=2000, seq_len=1024)).cost_breakdown
+    vocab = load_model_config("gpt2").vocab_size  # rows are truncated to seq_len: 1024 tokens, not 2000
+    assert long.eval_memory_gb - short.eval_memory_gb == pytest.approx(
+        (1024 - 100) * vocab * 4 * CALIBRATION.eval_logits_copies / 1e9, rel=1e-6
+    )
+
+
+def test_records_written_before_the_memory_fields_still_load() -> None:
+    dumped = estimate(spec(), dataset_stats=stats()).model_dump(mode="json")
+    for key in ("host_ram_gb", "eval_memory_gb"):
+        del dumped["cost_breakdown"][key]
+    old = CostEstimate.model_validate(dumped)
+    assert old.cost_breakdown.host_ram_gb is None and old.cost_breakdown.eval_memory_gb is None
+    console = Console(record=True, width=200)
+    console.print(format_estimate_table(old))
+    assert "Host RAM" not in console.export_text()
+
+
+def test_table_compares_cpu_ram_needs_with_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    small_machine = SimpleNamespace(total=2e9)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: small_machine)
+    console = Console(record=True, width=200)
+    console.print(format_estimate_table(estimate(spec(target_gpu="cpu"), dataset_stats=stats())))
+    text = console.export_text()
+    assert "Host RAM, training" in text and "of 2.0 GB RAM here: does not fit" in text
+    console = Console(record=True, width=200)
+    console.print(format_estimate_table(estimate(spec(model_name="gpt2"), "a10g", dataset_stats=stats(rows=100))))
+    text = console.export_text()
+    assert "on the a10g machine (the catalog has no host RAM figure)" in text
+    assert "Memory, evals (CPU here)" in text and "GB of 2.0 GB RAM here" in text
+
+
+def test_estimate_json_carries_host_ram_and_eval_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    assert (
+        main(["estimate", str(Path(__file__).resolve().parent.parent / "data/specs/llama2_a10g.yaml"), "--json"]) == 0
+    )
+    breakdown = json.loads(capsys.readouterr().out)["cost_breakdown"]
+    assert breakdown["host_ram_gb"] > CALIBRATION.cpu_process_gb
+    assert breakdown["eval_memory_gb"] > 4 * breakdown["total_params"] / 1e9

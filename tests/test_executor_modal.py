@@ -245,6 +245,13 @@ def test_stage_config_moves_inputs_and_outputs_onto_the_volume(tmp_path):
     hub = stage_config({**config, "model_path": "Qwen/Qwen2.5-0.5B"}, PurePosixPath("runs/r1/attempt-1"))[0]
     assert hub["model_path"] == "Qwen/Qwen2.5-0.5B"
 
+    checkpoint = tmp_path / "attempt-1/output/checkpoints/step-20"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.json").write_text('{"step": 20}')
+    resumed, uploads = stage_config({**config, "resume_from": str(checkpoint)}, PurePosixPath("runs/r1/attempt-2"))
+    assert resumed["resume_from"].startswith("/vol/inputs/step-20-")  # a retry resumes from it in the container
+    assert str(checkpoint) in [str(local) for local, _ in uploads]
+
 
 # --- the container entry point, for real on the CPU ----------------------------------------------------
 

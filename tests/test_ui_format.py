@@ -80,3 +80,60 @@ def test_ui_command_runs_chainlit_headless_from_the_project(monkeypatch) -> None
     env = ui_env("offline")
     assert env["AEGIS_MODEL"] == "offline"
     assert (APP.parent.parent / "chainlit.md").is_file() and env["CHAINLIT_APP_ROOT"] == str(APP.parent.parent)
+
+
+def test_a_failed_preflight_names_the_rows_and_spends_nothing() -> None:
+    payload = {
+        "ok": False,
+        "status": "preflight_failed",
+        "message": "pre-flight failed: target_tokens: rows 2, 4 keep no target token",
+        "preflight": {
+            "passed": False,
+            "checks": [
+                {"name": "dataset_parses", "status": "pass", "detail": "6 rows in format 'messages'"},
+                {"name": "target_tokens", "status": "fail", "detail": "rows 2, 4 keep no target token"},
+            ],
+        },
+    }
+    text = chainlit_app.format_tool_result("estimate_cost", payload)
+    assert "**failed**: nothing will be asked for or spent" in text
+    assert "target_tokens: **FAIL** — rows 2, 4" in text and "dataset_parses: pass" in text
+
+
+def test_the_approval_lists_every_priced_attempt_and_the_time_limit() -> None:
+    from tools.approval import ApprovalRequest
+
+    attempts = [
+        {"attempt": 1, "rule": "as approved", "changes": {}, "estimated_cost_usd": 0.5, "estimated_minutes": 10.0},
+        {
+            "attempt": 2,
+            "rule": "oom: halve micro_batch_size",
+            "changes": {},
+            "estimated_cost_usd": 0.6,
+            "estimated_minutes": 12.0,
+        },
+    ]
+    request = ApprovalRequest(
+        run_id="r1",
+        spec_hash="abc",
+        spec={"method": "lora", "model_name": "m", "dataset_path": "d", "num_gpus": 1, "target_gpu": "a10g"},
+        estimated_cost_usd=0.5,
+        estimated_duration_min=10.0,
+        estimated_vram_gb=8.0,
+        fits=True,
+        gpu="a10g",
+        spent_usd=0.0,
+        soft_threshold_usd=0.1,
+        max_budget_usd=1.0,
+        reason="above the soft threshold",
+        attempts=attempts,
+        worst_case_usd=1.1,
+        retries_budget_allows=0,
+        dtype="bf16",
+        timeout_s=1800.0,
+        max_attempt_cost_usd=0.55,
+    )
+    text = chainlit_app.approval_text(request)
+    assert "**Worst case** (every attempt fails but the last): **$1.10**" in text
+    assert "| 2 | oom: halve micro_batch_size | $0.6000 | 12.0 min |" in text
+    assert "allows 0 retries" in text and "stops after 30 min" in text and "at most $0.5500" in text

@@ -32,6 +32,8 @@ class ApprovalRequest(BaseModel):
     retries_budget_allows: int | None = None
     dtype: str = ""
     num_gpus: int = 1
+    timeout_s: float | None = Field(default=None, description="Wall-clock limit of each attempt.")
+    max_attempt_cost_usd: float | None = Field(default=None, description="What an attempt bills if it hits the limit.")
 
 
 class ApprovalAnswer(BaseModel):

@@ -12,7 +12,8 @@ Gradient checkpointing re-runs the forward pass (+2N and the forward third of at
 Memory (per GPU, data parallel replicates everything): weights + gradients + AdamW states + activations
 (Korthikanti et al. 2022, 34·hidden bytes per token per layer in 16-bit; the 5·heads·seq score term is
 left out because transformers uses fused SDPA attention, which never stores the score matrix) + logits
-+ overhead. Bytes per parameter are explicit in ``_bytes_per_param``.
++ overhead. Bytes per parameter are explicit in ``_memory_gb``. Beside it: the host RAM of the training
+process (``_host_ram_gb``) and the peak memory of the eval phase (``_eval_memory_gb``).
 
 Every tunable number lives in ``Calibration`` so the benchmark can fit them to measured runs.
 """
@@ -72,9 +73,28 @@ class Calibration:
     # peft and datasets imported, allocator slack. Median 0.70 GB over the same 8 jobs, same command and run as above.
     cpu_process_gb: float = 0.70
     fragmentation: float = 0.10
+    # Host RAM per token of the dataset in the training script: ids and labels as Python int lists, the packed rows
+    # and the records they came from. Retained RSS of the script's own data stage on 40x copies of the bundled
+    # datasets (579k-654k tokens): 100-111 B per token over two passes, medians 106 and 103.
+    # `python bench/eval_memory.py`, 2026-11-25, 2-core avx512_bf16 VM (bench/results/eval-memory-cpu-2026-11-25.md).
+    host_bytes_per_token: float = 106.0
+    # Eval phase (tools/evals.py in the aegis process, on the CPU of the machine that runs aegis). The process with
+    # `aegis run`'s imports (agent graph, torch, transformers, peft), allocator slack and generation's KV cache:
+    # eval peak RSS minus the terms below over 4 jobs (4M and 135M params, lora and full): 0.44-0.50, median 0.48 on a
+    # first pass, 0.467 on the recorded one (same command). `aegis train` imports 0.04 GB less, `aegis ui` 0.12 more.
+    eval_process_gb: float = 0.48
+    # The tokenizer grows with its vocabulary: 3,835 entries keep 59 MB, 49,152 keep 99 MB (934 B per extra entry).
+    tokenizer_bytes_per_vocab: float = 930.0
+    # fp32 logits of one held-out row and cross_entropy's log-softmax of them, with the allocator's share: the
+    # held-out pass peaks at 2.3-2.6 copies of one row's logits (SmolLM2, seq_len 256 and 512, two passes), median 2.4.
+    eval_logits_copies: float = 2.4
 
 
 CALIBRATION = Calibration()
+
+
+# Bytes per weight of the dtypes a checkpoint is stored in or a model is loaded in.
+_DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,7 @@ class _Precision:
     frozen_bytes: float  # per frozen (or, for full fine-tuning, master) weight
     activation_scale: float  # relative to 16-bit activations
     throughput_factor: float
+    frozen_dtype: str = "float32"  # the dtype the script loads LoRA's frozen weights in
 
 
 def _precision(spec: TrainingSpec, gpu: GPU) -> _Precision:
@@ -95,7 +116,17 @@ def _precision(spec: TrainingSpec, gpu: GPU) -> _Precision:
     if spec.precision == "bf16" and not gpu.bf16_supported:
         return _Precision("fp32 (bf16 unsupported)", 4.0, 2.0, cal.fp32_throughput_factor)
     half = "bf16" if spec.precision == "bf16" or (spec.precision == "auto" and gpu.bf16_supported) else "fp16"
-    return _Precision(half, 2.0, 1.0, 1.0)
+    return _Precision(half, 2.0, 1.0, 1.0, "bfloat16" if half == "bf16" else "float16")
+
+
+def checkpoint_dtype(config: Any) -> str:
+    """The dtype the checkpoint's weights are stored in, as its config says; float32 when it says nothing.
+
+    float32 is what transformers assumes for a config without a dtype, and how the local models are saved.
+    """
+    value = getattr(config, "dtype", None)
+    name = str(value).removeprefix("torch.") if value is not None else "float32"
+    return name if name in _DTYPE_BYTES else "float32"
 
 
 def startup_seconds(stats: ModelStats, gpu_name: str) -> float:
@@ -124,8 +155,18 @@ def _flops_per_token(spec: TrainingSpec, stats: ModelStats, trainable: int) -> f
     return per_token
 
 
-def _memory_gb(spec: TrainingSpec, gpu: GPU, stats: ModelStats, trainable: int, prec: _Precision) -> dict[str, float]:
-    """Per-GPU memory by part. Trainable weights, their gradients and AdamW's two moments are fp32."""
+def _dataset_host_gb(data: DatasetStats) -> float:
+    """The training script's copy of the dataset in RAM: records, token ids and labels, packed rows."""
+    return data.tokens * CALIBRATION.host_bytes_per_token / GB
+
+
+def _memory_gb(
+    spec: TrainingSpec, gpu: GPU, stats: ModelStats, trainable: int, prec: _Precision, data: DatasetStats
+) -> dict[str, float]:
+    """Per-GPU memory by part. Trainable weights, their gradients and AdamW's two moments are fp32.
+
+    On cpu the memory is the process's RAM, so the overhead also holds the dataset the script keeps there.
+    """
     cal = CALIBRATION
     if spec.method == "full_finetune":
         # Mixed precision keeps fp32 master weights (4 B) and fp32 gradients (4 B); 16-bit copies are
@@ -147,7 +188,7 @@ def _memory_gb(spec: TrainingSpec, gpu: GPU, stats: ModelStats, trainable: int, 
     logits = stats.vocab_size * 4.0 * cal.logits_copies
     activations = tokens * (layer_bytes + logits)
     subtotal = (weights + gradients + optimizer + activations) / GB
-    base = cal.cpu_process_gb if gpu.name == "cpu" else cal.cuda_context_gb
+    base = cal.cpu_process_gb + _dataset_host_gb(data) if gpu.name == "cpu" else cal.cuda_context_gb
     return {
         "weights_gb": weights / GB,
         "gradients_gb": gradients / GB,
@@ -155,6 +196,56 @@ def _memory_gb(spec: TrainingSpec, gpu: GPU, stats: ModelStats, trainable: int, 
         "activations_gb": activations / GB,
         "overhead_gb": base + cal.fragmentation * subtotal,
     }
+
+
+def model_load_gb(params: int, ckpt_dtype: str, load_dtype: str | None) -> float:
+    """Host RAM of from_pretrained once every weight has been read (by the load, `.to(device)` or a forward pass).
+
+    transformers 5 opens every safetensors shard with mmap at once and reads the weights tensor by tensor; the
+    pages it has read count in the process's RAM until loading ends. A weight loaded in the checkpoint's dtype is
+    a view on those pages (zero-copy); in another dtype it is a converted copy beside them. load_dtype None: the
+    weights go to the GPU as they are read (QLoRA's device_map), so only the pages count.
+    """
+    converted = 0.0 if load_dtype in (None, ckpt_dtype) else params * _DTYPE_BYTES[load_dtype]
+    return (params * _DTYPE_BYTES[ckpt_dtype] + converted) / GB
+
+
+def _host_ram_gb(
+    spec: TrainingSpec, stats: ModelStats, prec: _Precision, ckpt_dtype: str, data: DatasetStats, num_gpus: int
+) -> float:
+    """Peak host RAM of training on a GPU machine, all its processes together (torchrun runs one per GPU).
+
+    Each process: the cpu process baseline (imports, allocator; measured on cpu, so the CUDA runtime's own host
+    mappings are not in it), its copy of the dataset, and the model load, which is the peak: the script builds
+    the model on the host in its load dtype (fp32 for full fine-tuning, the compute dtype for LoRA's frozen
+    weights) and then moves it to the GPU.
+    """
+    if spec.method == "qlora":
+        load_dtype = None
+    else:
+        load_dtype = "float32" if spec.method == "full_finetune" else prec.frozen_dtype
+    loading = model_load_gb(stats.total_params, ckpt_dtype, load_dtype)
+    return num_gpus * (CALIBRATION.cpu_process_gb + _dataset_host_gb(data) + loading)
+
+
+def _eval_memory_gb(
+    spec: TrainingSpec, stats: ModelStats, trainable: int, ckpt_dtype: str, data: DatasetStats
+) -> float:
+    """Peak RAM of the eval phase: tools/evals.py in the aegis process, on the CPU of the machine that runs aegis.
+
+    It loads the tokenizer, the base model in fp32 and beside it the adapter (fp32) or, after a full fine-tune, the
+    trained model (saved in fp32, so zero-copy). Rows go through one at a time: the activation peak is the fp32
+    logits of the longest held-out row (assumed no longer than the training rows) and cross_entropy's log-softmax
+    of them. Generation keeps only the last token's logits; its KV cache is small beside them (in the process term).
+    """
+    cal = CALIBRATION
+    n = stats.total_params
+    fixed = cal.eval_process_gb + stats.vocab_size * cal.tokenizer_bytes_per_vocab / GB
+    loading = model_load_gb(n, ckpt_dtype, "float32")
+    trained = n * 4.0 if spec.method == "full_finetune" else trainable * 4.0
+    tokens = min(data.max_tokens_per_row, spec.seq_len)
+    logits = tokens * stats.vocab_size * 4.0 * cal.eval_logits_copies
+    return fixed + max(loading, (n * 4.0 + trained + logits) / GB)
 
 
 def estimate(
@@ -211,8 +302,10 @@ def estimate(
     seconds = flops / (tflops_effective * 1e12) + startup
     cost = seconds * gpu_info.price_usd_per_sec * num_gpus
 
-    memory = _memory_gb(spec, gpu_info, stats, trainable, prec)
+    memory = _memory_gb(spec, gpu_info, stats, trainable, prec, data)
     vram = sum(memory.values())
+    ckpt_dtype = checkpoint_dtype(config)
+    host_ram = vram if gpu_info.name == "cpu" else _host_ram_gb(spec, stats, prec, ckpt_dtype, data, num_gpus)
     fits = vram <= gpu_info.memory_gb
     dtype = f"nf4 + {prec.label}" if spec.method == "qlora" else prec.label
     if not fits:
@@ -251,6 +344,8 @@ def estimate(
         fits=fits,
         dtype=dtype,
         notes=notes,
+        host_ram_gb=host_ram,
+        eval_memory_gb=_eval_memory_gb(spec, stats, trainable, ckpt_dtype, data),
         **memory,
     )
     return CostEstimate(
@@ -292,6 +387,23 @@ def _count(value: float) -> str:
     return str(int(value))
 
 
+def _against_this_machine(needed_gb: float) -> str:
+    """A RAM need beside this machine's total RAM: only the display may look at the machine, not the estimate."""
+    import psutil
+
+    total_gb = psutil.virtual_memory().total / GB
+    text = f"{needed_gb:.2f} GB of {total_gb:.1f} GB RAM here"
+    return text if needed_gb <= total_gb else f"[red]{text}: does not fit[/red]"
+
+
+def _host_ram(b: CostBreakdown, needed_gb: float) -> str:
+    """cpu: beside this machine's RAM. A GPU machine's RAM is not in the catalog, so only the need is shown."""
+    if b.gpu == "cpu":
+        return _against_this_machine(needed_gb) + " (training runs in RAM)"
+    processes = f", {b.num_gpus} processes" if b.num_gpus > 1 else ""
+    return f"{needed_gb:.2f} GB on the {b.gpu} machine{processes} (the catalog has no host RAM figure)"
+
+
 def format_estimate_table(estimate: CostEstimate, policy: BudgetPolicy | None = None) -> Table:
     """The estimate as a table for the CLI, with the budget limits beside the cost when a policy is given."""
     b = estimate.cost_breakdown
@@ -313,6 +425,10 @@ def format_estimate_table(estimate: CostEstimate, policy: BudgetPolicy | None = 
     table.add_row("VRAM per GPU", f"{estimate.estimated_vram_gb:.2f} GB of {b.gpu_memory_gb:g} GB")
     table.add_row("VRAM parts (GB)", parts)
     table.add_row("Fits", "yes" if b.fits else "[red]no[/red]")
+    if b.host_ram_gb is not None:
+        table.add_row("Host RAM, training", _host_ram(b, b.host_ram_gb))
+    if b.eval_memory_gb is not None:
+        table.add_row("Memory, evals (CPU here)", _against_this_machine(b.eval_memory_gb))
     table.add_row("Precision", b.dtype)
     table.add_row("Steps", f"{b.total_steps:,} (effective batch {b.effective_batch_size})")
     approx = " (approx.)" if b.tokens_approximate else ""

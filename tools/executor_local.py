@@ -283,6 +283,7 @@ def _result(
         final_eval_loss=float(evals[-1]["eval_loss"]) if evals and evals[-1].get("step", 0) > 0 else None,
         steps_completed=int(last.get("step", 0)),
         total_steps=int(start.get("total_steps", 0)),
+        resumed_from_step=int(start.get("start_step", 0)),
         train_tokens=int(end.get("tokens", last.get("tokens", 0))),
         duration_s=duration,
         tokens_per_s=float(end.get("tokens_per_s", last.get("tokens_per_s", 0.0))),

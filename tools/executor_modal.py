@@ -82,7 +82,8 @@ IMAGE_ENV: dict[str, str] = {
 }
 
 # Config keys that name input files or folders the container must see, and outputs it writes.
-INPUT_KEYS: tuple[str, ...] = ("model_path", "dataset_path", "eval_dataset_path")
+# resume_from: a checkpoint of an earlier attempt, brought home after it ended, goes back up for the retry.
+INPUT_KEYS: tuple[str, ...] = ("model_path", "dataset_path", "eval_dataset_path", "resume_from")
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
@@ -267,6 +268,7 @@ def run_on_modal(
         except modal.exception.AuthError as exc:
             raise ModalNotConfigured(_not_configured(f"Modal rejected the credentials ({exc})")) from None
         except modal.exception.FunctionTimeoutError:
+            _fetch_checkpoints(volume, config, rendered)
             return _aborted(
                 spec,
                 "failed",
@@ -284,6 +286,7 @@ def run_on_modal(
                 spec, "failed", "other", f"lost the connection to Modal: {exc}", started_at, price_per_gpu_s, log_path
             )
         except modal.exception.Error as exc:
+            _fetch_checkpoints(volume, config, rendered)
             return _aborted(
                 spec,
                 "failed",
@@ -302,6 +305,15 @@ def run_on_modal(
     return ExecutionResult.model_validate(
         {**result, "output_dir": str(local_output), "log_path": str(log_path), "executor": "modal"}
     )
+
+
+def _fetch_checkpoints(volume: modal.Volume, staged: dict[str, Any], rendered: RenderedScript) -> None:
+    """After a timeout or a lost container, bring its checkpoints home so the retry can resume (best effort)."""
+    remote = str(PurePosixPath(staged["output_dir"]).relative_to(VOLUME_MOUNT)) + "/checkpoints"
+    try:
+        _download(volume, remote, Path(rendered.config["output_dir"]) / "checkpoints")
+    except Exception:  # the volume may be out of reach for the same reason the run failed; the retry starts at 0
+        return
 
 
 def stage_config(config: dict[str, Any], remote_dir: PurePosixPath) -> tuple[dict[str, Any], list[tuple[Path, str]]]:

@@ -21,7 +21,17 @@ from langgraph.types import Command, interrupt
 from tools.approval import ApprovalAnswer, ApprovalRequest
 from tools.errors import AegisError
 from tools.gate import evaluate_gate
-from tools.job import JobState, decide, estimate_job, evaluate_job, gate_job, remediate_job, render_job, run_job
+from tools.job import (
+    JobState,
+    decide,
+    estimate_job,
+    evaluate_job,
+    gate_job,
+    preflight_refusal,
+    remediate_job,
+    render_job,
+    run_job,
+)
 
 TOOL_NAMES = (
     "estimate_cost",
@@ -102,7 +112,18 @@ def _estimate_payload(job: JobState) -> dict[str, Any]:
         "max_budget_usd": job.policy.max_budget_usd,
         "spent_usd": round(job.ledger.spent_usd, 4),
         "notes": bd.notes,
+        "preflight": _preflight_payload(job),
         "spec": job.spec.model_dump(mode="json"),
+    }
+
+
+def _preflight_payload(job: JobState) -> dict[str, Any] | None:
+    if job.preflight is None:
+        return None
+    return {
+        "passed": job.preflight.passed,
+        "checks": [c.model_dump(mode="json") for c in job.preflight.checks],
+        "truncated_share": round(job.preflight.truncated_share, 3),
     }
 
 
@@ -115,22 +136,40 @@ def _estimate_cost(job: JobState, runtime: ToolRuntime, target_gpu: str | None =
         new_spec = parse_spec({**job.spec.model_dump(), "target_gpu": target_gpu})
         job = set_spec(job, new_spec, source="agent (target_gpu)")
     job = estimate_job(job)
+    stopped = preflight_refusal(job)
+    if stopped:
+        return job, {
+            "ok": False,
+            "status": "preflight_failed",
+            "message": f"{stopped}. Nothing will be asked for or spent until this is fixed.",
+            **_estimate_payload(job),
+        }
     return job, {"ok": True, "status": "estimated", **_estimate_payload(job)}
 
 
 def _worst_case(job: JobState) -> dict[str, Any]:
+    from tools.job import local_timeout_s
     from tools.worst_case import plan_worst_case
 
     assert job.spec is not None and job.estimate is not None
     worst = plan_worst_case(
         job.spec, job.estimate, job.policy, max_retries=job.max_retries, spent_usd=job.ledger.spent_usd
     )
+    bd = job.estimate.cost_breakdown
+    if job.spec.target_gpu == "cpu":
+        timeout = local_timeout_s(job)
+    else:
+        from tools.executor_modal import modal_timeout_s
+
+        timeout = float(modal_timeout_s(bd.estimated_seconds))
     return {
         "attempts": [a.model_dump(mode="json") for a in worst.attempts],
         "worst_case_usd": worst.worst_case_usd,
         "retries_budget_allows": worst.retries_budget_allows,
         "dtype": worst.dtype,
         "num_gpus": worst.num_gpus,
+        "timeout_s": timeout,
+        "max_attempt_cost_usd": timeout * bd.gpu_price_usd_per_sec * bd.num_gpus,
     }
 
 
@@ -145,6 +184,10 @@ def _request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, di
         }
     if job.estimate is None or job.spec is None or job.estimate_spec_hash != job.spec.spec_hash():
         raise AegisError("there is no cost estimate for the current spec; call estimate_cost first")
+    if preflight_refusal(job):
+        job = gate_job(job)  # refuses, and records why, before any person is asked
+        assert job.gate is not None
+        return job, {"ok": False, "status": "refused", "decided_by": None, "message": job.gate.reason}
     outcome = evaluate_gate(job.estimate, job.policy, job.ledger.spent_usd)
     if outcome.outcome == "needs_human":
         request = ApprovalRequest(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tools.errors import GuardRefusal
 from tools.gate import check_approval
-from tools.job import JobState
+from tools.job import JobState, preflight_refusal
 from tools.ledger import check_can_spend
 
 
@@ -20,6 +20,9 @@ def may_start_run(job: JobState) -> None:
         raise GuardRefusal("there is no training spec yet; parse the request first")
     if job.estimate is None or job.estimate_spec_hash != job.spec.spec_hash():
         raise GuardRefusal("there is no cost estimate for the current spec; call estimate_cost first")
+    stopped = preflight_refusal(job)
+    if stopped:
+        raise GuardRefusal(stopped)
     check_approval(job.approval, job.spec, job.estimate)
     if len(job.attempts) > job.max_retries:
         raise GuardRefusal(

@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.checkpointing import ResumePoint
 from tools.errors import AegisError, GuardRefusal
 from tools.gate import ApprovalRecord, GateOutcome, evaluate_gate, grant_approval
 from tools.ledger import SpendLedger
 from tools.paths import resolve_dataset_path
+from tools.preflight import PreflightReport
 from tools.runlog import RunFolder
 from tools.spec import (
     BudgetPolicy,
@@ -67,6 +69,9 @@ class JobState(BaseModel):
     estimate: CostEstimate | None = None
     estimate_spec_hash: str | None = None
     local_estimate: CostEstimate | None = None
+    preflight: PreflightReport | None = None
+    checkpoint_every: int | None = None
+    resume: ResumePoint | None = None
     gate: GateOutcome | None = None
     approval: ApprovalRecord | None = None
     decision: Decision | None = None
@@ -121,10 +126,13 @@ def new_job(
 
 def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
     """Adopt a spec after checking its data paths; any approval for an earlier spec stops matching."""
+    from tools.checkpointing import can_resume
+
     resolve_dataset_path(spec.dataset_path)
     if spec.eval_dataset_path:
         resolve_dataset_path(spec.eval_dataset_path)
-    job = job.model_copy(update={"spec": spec, "status": "planning", "rendered": None})
+    resume = job.resume if job.resume and job.spec and can_resume(job.spec, spec) else None
+    job = job.model_copy(update={"spec": spec, "status": "planning", "rendered": None, "resume": resume})
     job.folder.write_json("spec.json", spec.model_dump(mode="json"))
     job.record(
         "spec", "completed", f"spec set by {source}", spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json")
@@ -135,8 +143,9 @@ def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
 def estimate_job(job: JobState) -> JobState:
     """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals."""
     from tools.actuals import apply_learning, learned_error, read_actuals
-    from tools.estimator import estimate, read_dataset_stats
-    from tools.model_config import load_model_config
+    from tools.checkpointing import checkpoint_interval, max_loss_share, price_resumed
+    from tools.estimator import estimate, read_dataset_stats, startup_seconds
+    from tools.model_config import load_model_config, model_stats
 
     spec = _require_spec(job)
     job.record("estimate", "started", f"estimating {spec.method} of {spec.model_name} on {spec.target_gpu}")
@@ -151,7 +160,25 @@ def estimate_job(job: JobState) -> JobState:
         if spec.target_gpu == "cpu"
         else apply_learning(estimate(spec, "cpu", **inputs), learned_error(history, "cpu"))
     )
-    job = job.model_copy(update={"estimate": target, "estimate_spec_hash": spec.spec_hash(), "local_estimate": local})
+    resume = job.resume
+    if resume is not None:
+        stats = model_stats(inputs["model_config"], trust_remote_code=spec.trust_remote_code)
+        target, saved_s, saved_usd = price_resumed(target, resume.step, startup_seconds(stats, spec.target_gpu))
+        if spec.target_gpu != "cpu":
+            local, _, _ = price_resumed(local, resume.step, startup_seconds(stats, "cpu"))
+        else:
+            local = target
+        resume = resume.model_copy(update={"saved_usd": saved_usd, "saved_seconds": saved_s})
+    every = checkpoint_interval(target.cost_breakdown.total_steps, max_loss_share())
+    job = job.model_copy(
+        update={
+            "estimate": target,
+            "estimate_spec_hash": spec.spec_hash(),
+            "local_estimate": local,
+            "checkpoint_every": every,
+            "resume": resume,
+        }
+    )
     bd = target.cost_breakdown
     job.record(
         "estimate",
@@ -159,14 +186,45 @@ def estimate_job(job: JobState) -> JobState:
         f"${target.estimated_cost_usd:.4f}, {target.estimated_duration_min:.1f} min, "
         f"{target.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'})",
         estimate=target.model_dump(mode="json"),
+        checkpoint_every=every,
+        resume=resume.model_dump(mode="json") if resume else None,
+    )
+    return preflight_job(job)
+
+
+def preflight_job(job: JobState) -> JobState:
+    """The free local checks for the current spec, run with every estimate so no one is asked to pay for a dud."""
+    from tools.preflight import run_preflight
+
+    spec = _require_spec(job)
+    job.record("preflight", "started", "checking the data, the script and (for a GPU) a 2-step CPU smoke run")
+    device = "cpu" if spec.target_gpu == "cpu" else "cuda"
+    report = run_preflight(spec, job.folder.root / "preflight" / spec.spec_hash()[:12], device=device)
+    job = job.model_copy(update={"preflight": report})
+    job.record(
+        "preflight",
+        "completed" if report.passed else "failed",
+        report.summary(),
+        preflight=report.model_dump(mode="json"),
     )
     return job
+
+
+def preflight_refusal(job: JobState) -> str | None:
+    """Why pre-flight stops the current spec, or None when it passed for exactly this spec."""
+    spec = _require_spec(job)
+    if job.preflight is None or job.preflight.spec_hash != spec.spec_hash():
+        return "pre-flight has not run for the current spec; estimate it first"
+    return None if job.preflight.passed else job.preflight.summary()
 
 
 def gate_job(job: JobState) -> JobState:
     """Ask the FinOps gate; auto-approval is granted here, and only here, by policy."""
     spec, estimate = _require_spec(job), _require_estimate(job)
     outcome = evaluate_gate(estimate, job.policy, job.ledger.spent_usd)
+    stopped = preflight_refusal(job)
+    if stopped:
+        outcome = outcome.model_copy(update={"outcome": "refused", "reason": stopped})
     update: dict[str, Any] = {"gate": outcome}
     if outcome.outcome == "approved":
         update |= {
@@ -237,6 +295,7 @@ def render_job(job: JobState) -> JobState:
         dataset_path=resolve_dataset_path(spec.dataset_path),
         eval_dataset_path=eval_path,
         device=device,
+        extra={"checkpoint_every": job.checkpoint_every, "resume_from": job.resume.path if job.resume else None},
     )
     ref = RenderedRef(
         attempt=attempt,
@@ -379,6 +438,7 @@ def remediate_job(job: JobState) -> JobState:
 
     The healed spec is estimated but not approved: it goes back through the gate like any other spec.
     """
+    from tools.checkpointing import can_resume, last_good_checkpoint
     from tools.remediation import plan_remediation
 
     spec = _require_spec(job)
@@ -388,27 +448,49 @@ def remediate_job(job: JobState) -> JobState:
         raise GuardRefusal(
             f"attempt {len(job.attempts)} was already remediated; approve and run the healed spec before healing again"
         )
-    failure = job.attempts[-1].failure_class or "other"
-    plan = plan_remediation(spec, failure, retry_count=job.retry_count, max_retries=job.max_retries)
+    last = job.attempts[-1]
+    failure = last.failure_class or "other"
+    diverged = failure == "nan_loss"
+    found = last_good_checkpoint(last.output_dir, stable_only=diverged)
+    if found:
+        point = ResumePoint(step=found[0], path=str(found[1]), from_attempt=len(job.attempts), loss=found[2])
+    else:
+        # No checkpoint of its own: the one it started from is still good, unless training diverged from it.
+        point = None if diverged else job.resume
+    plan = plan_remediation(
+        spec,
+        failure,
+        retry_count=job.retry_count,
+        max_retries=job.max_retries,
+        checkpoint_step=point.step if point else None,
+    )
+    resume = point if point and can_resume(spec, plan.new_spec) else None
+    explanation = plan.explanation + (
+        f"; the retry resumes from the checkpoint at step {resume.step} (attempt {resume.from_attempt})"
+        if resume
+        else "; the retry starts from step 0"
+    )
     remediation = {
         "attempt": len(job.attempts),
         "failure": failure,
         "rule": plan.rule,
         "changes": {k: list(v) for k, v in plan.changes.items()},
-        "explanation": plan.explanation,
+        "explanation": explanation,
     }
     job = job.model_copy(
         update={
             "retry_count": job.retry_count + 1,
             "status": "healing",
             "remediations": [*job.remediations, remediation],
+            "resume": resume,
         }
     )
-    job.record(
-        "remediate", "completed", f"retry {job.retry_count}/{job.max_retries}: {plan.explanation}", **remediation
-    )
-    job = set_spec(job, plan.new_spec, source="remediation")
-    return estimate_job(job)
+    job.record("remediate", "completed", f"retry {job.retry_count}/{job.max_retries}: {explanation}", **remediation)
+    job = estimate_job(set_spec(job, plan.new_spec, source="remediation"))
+    if job.resume is not None:  # the saving is known once the retry is priced
+        healed = {**remediation, "resume": job.resume.model_dump(mode="json")}
+        job = job.model_copy(update={"remediations": [*job.remediations[:-1], healed]})
+    return job
 
 
 def report_job(job: JobState, outcome: str | None = None) -> JobState:
@@ -435,6 +517,7 @@ def report_job(job: JobState, outcome: str | None = None) -> JobState:
         eval_result=job.eval_result,
         events=job.folder.events(),
         outcome=final,
+        preflight=job.preflight,
     )
     job = job.model_copy(update={"report_path": str(path)})
     job.record("report", "completed", f"report written to {path}", path=str(path))

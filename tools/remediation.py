@@ -22,14 +22,14 @@ NOT_HEALABLE: dict[str, str] = {
     "unsupported": "the spec asks for something this model or environment cannot do; change the spec",
     "missing_dependency": "a package the script needs is not installed; install it and start again",
     "interrupted": "a person stopped the run; it is not restarted automatically",
-    "timeout": (
-        "a smaller micro batch with more accumulation does the same work more slowly, so no automatic retry can "
-        "beat the time limit; raise the limit or lower max_steps / num_epochs yourself"
-    ),
 }
+TIMEOUT_WITHOUT_CHECKPOINT = (
+    "no checkpoint was saved before the time limit, and a smaller micro batch with more accumulation does the same "
+    "work more slowly, so no automatic retry can beat the limit; raise the limit or lower max_steps / num_epochs"
+)
 
-# Failures a plan hands to remediate: the rules heal oom, nan_loss and other, and refuse timeout with the
-# reason above, which the person should see. The rest need a person's fix, so no plan asks.
+# Failures a plan hands to remediate: the rules heal oom, nan_loss and other, and a timeout when a checkpoint
+# lets the retry do only the steps left (else the refusal says why). The rest need a person's fix.
 REMEDIATE_ON = frozenset({"oom", "nan_loss", "timeout", "other"})
 
 
@@ -45,9 +45,17 @@ class RemediationPlan(BaseModel):
 
 
 def plan_remediation(
-    spec: TrainingSpec, failure_class: FailureClass, *, retry_count: int, max_retries: int
+    spec: TrainingSpec,
+    failure_class: FailureClass,
+    *,
+    retry_count: int,
+    max_retries: int,
+    checkpoint_step: int | None = None,
 ) -> RemediationPlan:
-    """The next spec to try after a failure of this class, or GuardRefusal when retrying cannot or may not help."""
+    """The next spec to try after a failure of this class, or GuardRefusal when retrying cannot or may not help.
+
+    checkpoint_step: the last good checkpoint of the failed attempt, if any; it makes a timeout healable.
+    """
     if retry_count >= max_retries:
         raise GuardRefusal(
             f"retry limit reached: {retry_count} retries already made, max_retries is {max_retries}; "
@@ -55,6 +63,15 @@ def plan_remediation(
         )
     if failure_class in NOT_HEALABLE:
         raise GuardRefusal(f"'{failure_class}' is not healed by retrying: {NOT_HEALABLE[failure_class]}")
+    if failure_class == "timeout":
+        if not checkpoint_step:
+            raise GuardRefusal(f"'timeout' is not healed by retrying: {TIMEOUT_WITHOUT_CHECKPOINT}")
+        return _plan(
+            spec,
+            "timeout: resume from the last checkpoint",
+            f"The attempt hit its time limit after a checkpoint at step {checkpoint_step}; the same spec resumes "
+            "there, so the retry runs only the steps left",
+        )
     if failure_class == "nan_loss":
         return _plan(
             spec,

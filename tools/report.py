@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from tools.paths import TEMPLATES_DIR
+from tools.preflight import PreflightReport
 from tools.runlog import RunFolder
 from tools.spec import BudgetPolicy, CostEstimate, EvalResult, ExecutionResult, RunEvent, TrainingSpec
 
@@ -62,6 +63,35 @@ def _eval_losses(eval_result: EvalResult | None, attempts: list[ExecutionResult]
         return eval_result.metrics.get("base_eval_loss"), eval_result.metrics.get("eval_loss")
     last = attempts[-1] if attempts else None
     return (last.initial_eval_loss, last.final_eval_loss) if last else (None, None)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value < 60 else minutes(value)
+
+
+def _resume_rows(attempts: list[ExecutionResult], remediations: list[dict]) -> list[dict[str, str]]:
+    """Per attempt: steps trained in it, steps taken from a checkpoint, and what resuming saved against a restart."""
+    resumes = {item.get("attempt"): item.get("resume") for item in remediations if item.get("resume")}
+    rows = []
+    for i, a in enumerate(attempts, start=1):
+        resume = resumes.get(i - 1) or {}
+        rows.append(
+            {
+                "n": str(i),
+                "trained": str(max(a.steps_completed - a.resumed_from_step, 0)),
+                "resumed": (
+                    f"{a.resumed_from_step} (checkpoint of attempt {resume.get('from_attempt', '?')})"
+                    if a.resumed_from_step
+                    else "0 (from the start)"
+                ),
+                "saved": (
+                    f"{usd(resume.get('saved_usd', 0.0))}, {_seconds(resume.get('saved_seconds', 0.0))}"
+                    if a.resumed_from_step
+                    else DASH
+                ),
+            }
+        )
+    return rows
 
 
 def _attempt_rows(attempts: list[ExecutionResult]) -> list[dict[str, str]]:
@@ -239,6 +269,7 @@ def write_report(
     eval_result: EvalResult | None,
     events: list[RunEvent],
     outcome: str,
+    preflight: PreflightReport | None = None,
 ) -> Path:
     """Write REPORT.md (and loss_curve.png) into the run's folder and return the report's path.
 
@@ -253,11 +284,13 @@ def write_report(
         "spec_json": spec.model_dump_json(indent=2),
         "spec_hash": spec.spec_hash(),
         "policy": policy,
+        "preflight": preflight,
         "estimate": estimate,
         "gate": {key: gate.get(key) for key in ("outcome", "reason", "decision", "decided_by", "approved_usd")},
         "comparison_rows": _estimated_vs_actual(estimate, attempts, spec),
         "attempts": attempts,
         "attempt_rows": _attempt_rows(attempts),
+        "resume_rows": _resume_rows(attempts, remediations) if any(a.resumed_from_step for a in attempts) else [],
         "remediations": _remediation_rows(remediations),
         "loss_curve": curve.relative_to(run.root).as_posix() if curve else None,
         "eval": eval_result,

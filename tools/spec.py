@@ -193,6 +193,17 @@ class CostBreakdown(BaseModel):
     fits: bool
     dtype: str
     notes: list[str] = Field(default_factory=list)
+    # None in records written before these were estimated.
+    host_ram_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="RAM of the machine that trains (all its processes); on cpu, the training memory.",
+    )
+    eval_memory_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="Peak RAM of the eval phase, which runs on the CPU of the machine running aegis.",
+    )
 
 
 class CostEstimate(BaseModel):
@@ -242,6 +253,7 @@ class ExecutionResult(BaseModel):
     final_eval_loss: float | None = None
     steps_completed: int = 0
     total_steps: int = 0
+    resumed_from_step: int = Field(default=0, ge=0, description="Steps taken from a checkpoint, not trained here.")
     train_tokens: int = 0
     duration_s: float = 0.0
     tokens_per_s: float = 0.0
