@@ -20,16 +20,25 @@ SPEC = {
 PLAN = ["estimate_cost", "request_approval", "run_local", "run_evals"]
 
 
-def test_chat_openai_drives_the_agent_to_a_finished_run(monkeypatch):
-    llm = ScriptedOpenAI(SPEC, PLAN, final="Done: the run finished and the report is written.")
+def send_once(model: str, text: str):
+    session = AgentSession(model, policy=BudgetPolicy())
+    try:
+        return session.send(text)
+    finally:
+        session.close()
+
+
+def send_to_stub_openai(monkeypatch, llm: ScriptedOpenAI, text: str):
+    """One turn of the agent with ChatOpenAI pointed at a local OpenAI-compatible server; returns the requests too."""
     with http_server(llm) as (url, seen):
         monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000000")
-        session = AgentSession("openai:stub-model", policy=BudgetPolicy())
-        try:
-            result = session.send("LoRA fine-tune the tiny llama on the sample data, 3 steps")
-        finally:
-            session.close()
+        return send_once("openai:stub-model", text), seen
+
+
+def test_chat_openai_drives_the_agent_to_a_finished_run(monkeypatch):
+    llm = ScriptedOpenAI(SPEC, PLAN, final="Done: the run finished and the report is written.")
+    result, seen = send_to_stub_openai(monkeypatch, llm, "LoRA fine-tune the tiny llama on the sample data, 3 steps")
     job = result.job
     assert job.attempts[-1].status == "succeeded" and job.attempts[-1].steps_completed == 3
     assert [e.data["tool"] for e in job.folder.events() if e.phase == "tool"] == PLAN
@@ -50,14 +59,7 @@ def test_chat_openai_drives_the_agent_to_a_finished_run(monkeypatch):
 
 def test_an_endpoint_that_skips_approval_still_cannot_train(monkeypatch):
     llm = ScriptedOpenAI(SPEC, ["run_local", "run_local"], final="I trained it.")
-    with http_server(llm) as (url, _):
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000000")
-        session = AgentSession("openai:stub-model", policy=BudgetPolicy())
-        try:
-            result = session.send("train it now")
-        finally:
-            session.close()
+    result, _ = send_to_stub_openai(monkeypatch, llm, "train it now")
     assert not result.job.attempts
     assert sum(bool(e.data.get("refused")) for e in result.job.folder.events()) == 2
 
@@ -79,13 +81,10 @@ def test_tracing_sends_the_run_tree_with_metadata_and_no_secret(monkeypatch):
         monkeypatch.setenv("LANGSMITH_TRACING", "true")
         monkeypatch.setenv("LANGSMITH_DISABLE_RUN_COMPRESSION", "true")
         monkeypatch.setenv("OPENAI_API_KEY", "sk-live-should-never-appear-0000000000")
-        session = AgentSession("offline", policy=BudgetPolicy())
-        try:
-            result = session.send(
-                "LoRA fine-tune local:tiny-llama on data/sample.jsonl, seq_len 128, for 2 steps with batch size 4"
-            )
-        finally:
-            session.close()
+        result = send_once(
+            "offline",
+            "LoRA fine-tune local:tiny-llama on data/sample.jsonl, seq_len 128, for 2 steps with batch size 4",
+        )
     blob = b"\n".join(posted).decode("utf-8", errors="replace")
     assert result.job.attempts[-1].status == "succeeded"
     assert "aegis-turn" in blob

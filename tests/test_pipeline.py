@@ -138,37 +138,22 @@ def test_smollm2_learns_in_a_few_steps(tmp_path):
 def test_pause_and_resume_across_two_processes(tmp_path):
     env = {**os.environ, "AEGIS_RUNS_DIR": str(tmp_path / "runs"), "AEGIS_SOFT_THRESHOLD_USD": "0.0001"}
     request = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 4, seq_len 128, for 3 steps on a10g"
-    first = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "run", request],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def aegis(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """`aegis ARGS` in a process of its own: nothing is shared with the previous call but the run folder."""
+        cmd = [sys.executable, "-m", "agent.cli", *args]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+    first = aegis("run", request, timeout=300)
     assert first.returncode == 3, first.stdout + first.stderr
     thread = next(line.split()[-1] for line in first.stdout.splitlines() if line.startswith("thread:"))
     folder = RunFolder(tmp_path / "runs" / thread)
     assert not any(e.phase == "train" for e in folder.events())
-    second = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "resume", thread, "--approve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    second = aegis("resume", thread, "--approve", timeout=600)
     assert second.returncode in (0, 1), second.stdout + second.stderr  # 1: trained, but the tiny model's evals failed
     approvals = [e for e in folder.events() if e.phase == "approval"]
     assert len(approvals) == 1 and "person:cli.resume" in approvals[0].message
     assert [e.status for e in folder.events() if e.phase == "train"] == ["started", "completed"]
     assert folder.report_path.exists()
-    again = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "resume", thread, "--approve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = aegis("resume", thread, "--approve", timeout=120)
     assert again.returncode == 2 and "no pending approval" in again.stderr

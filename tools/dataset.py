@@ -172,10 +172,7 @@ def measure_records(records: list[dict[str, Any]], fmt: str, tokenizer: Any | No
             ids, _labels, _truncated = encode_record(tokenizer, record, fmt, 1 << 62)
             lengths.append(len(ids))
     kept = [min(n, seq_len) for n in lengths]
-    if tokenizer is None:
-        name = APPROX_TOKENIZER
-    else:
-        name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    name = tokenizer_name(tokenizer)
     return DatasetStats(
         rows=len(records),
         format=fmt,
@@ -187,6 +184,13 @@ def measure_records(records: list[dict[str, Any]], fmt: str, tokenizer: Any | No
         approximate=tokenizer is None,
         tokenizer=name,
     )
+
+
+def tokenizer_name(tokenizer: Any | None) -> str:
+    """What counted the tokens, for a reader of the estimate or the pre-flight report."""
+    if tokenizer is None:
+        return APPROX_TOKENIZER
+    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
 
 
 def dataset_stats(path: str | Path, fmt: str, tokenizer: Any | None, seq_len: int) -> DatasetStats:

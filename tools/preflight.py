@@ -19,6 +19,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from tools.dataset import (
+    APPROX_CHARS_PER_TOKEN,
+    approx_token_count,
+    load_records,
+    load_tokenizer_offline,
+    resolve_format,
+    tokenizer_name,
+)
 from tools.errors import AegisError
 from tools.paths import aegis_home, model_cache_dir, resolve_dataset_path
 from tools.spec import TrainingSpec
@@ -73,7 +81,6 @@ class PreflightReport(BaseModel):
 
 def _load_tokenizer(model_name: str) -> Any | None:
     """The model's own tokenizer: on this machine, or from the hub when it answers; None when neither."""
-    from tools.dataset import load_tokenizer_offline
     from tools.local_models import hub_reachable
     from tools.model_config import hub_id
 
@@ -102,7 +109,6 @@ def check_rows(
     Exact with the model's tokenizer. Without it the prompt length is approximated (chars/4), so a row
     that seems to lose its reply is a warning, not a failure.
     """
-    from tools.dataset import approx_token_count
     from tools.formatting import IGNORE_INDEX, encode_record, prompt_text, to_messages
 
     empty, template_errors, truncated, longest_prompt = [], [], 0, 0
@@ -110,7 +116,7 @@ def check_rows(
         if tokenizer is None:
             split = to_messages(record, fmt)
             total = approx_token_count(record, fmt)
-            prompt = 0 if split is None else math.ceil(len(prompt_text(None, split[0])) / 4)
+            prompt = 0 if split is None else math.ceil(len(prompt_text(None, split[0])) / APPROX_CHARS_PER_TOKEN)
             truncated += total > seq_len
             if prompt >= seq_len - 1 or (split is None and total < 2):
                 empty.append(number)
@@ -185,7 +191,6 @@ def _sample_check(records: list[dict[str, Any]], fmt: str, tokenizer: Any | None
 
 def check_data(spec: TrainingSpec, tokenizer: Any | None) -> tuple[list[PreflightCheck], int, int]:
     """Parse the training (and eval) file in the declared format and check every row; returns checks, rows, truncated."""
-    from tools.dataset import load_records, resolve_format
     from tools.errors import DataError
 
     checks, rows, truncated = [], 0, 0
@@ -473,6 +478,6 @@ def run_preflight(spec: TrainingSpec, workdir: Path, *, device: str) -> Prefligh
         rows=rows,
         truncated_rows=truncated,
         truncated_share=share,
-        tokenizer=str(getattr(tokenizer, "name_or_path", "") or "approx:chars/4") if tokenizer else "approx:chars/4",
+        tokenizer=tokenizer_name(tokenizer),
         smoke=smoke,
     )
