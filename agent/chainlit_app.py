@@ -2,8 +2,10 @@
 
 A turn is synchronous and may train for minutes, so it runs in a worker thread; its events come back
 through a queue and are drawn here, on the event loop, as tool steps, live progress and messages.
-Approvals are buttons bound to the thread and the spec hash: the agent session refuses a second answer,
-and a reload or a second tab shows a still-pending approval again instead of losing it.
+Approvals are buttons bound to the thread and the spec hash, and owned by whoever asked: an anonymous
+tab, or a signed-in person in any of their tabs. Nobody else sees or answers them, whatever a request's
+payload says, and the agent session refuses a second answer. At import, before the server takes a request,
+the app refuses to serve beyond loopback without sign-in and refuses every request from a foreign origin.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -20,10 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import chainlit as cl
+from chainlit.config import config as chainlit_config
 from chainlit.context import local_steps
+from chainlit.server import app as server_app
 from chainlit.utils import utc_now
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.session import AgentSession, EventFn, TurnResult
+from agent.ui_command import USERS_VAR, allowed_origins, check_access, password_ok
 from tools.approval import ApprovalAnswer, ApprovalRequest
 from tools.errors import AegisError
 from tools.job import JobState
@@ -48,7 +57,7 @@ def agent_session() -> AgentSession:
 
 
 class PendingIndex:
-    """Which chat owner a paused thread belongs to, so a reload or a second tab can show its approval again.
+    """Which owner (see `owner_key`) a paused thread belongs to: the server's record of who may answer it.
 
     Chainlit keeps no threads without a data layer; this small table beside the checkpointer does.
     """
@@ -75,18 +84,87 @@ class PendingIndex:
             rows = db.execute("SELECT thread_id FROM pending WHERE owner = ? ORDER BY updated DESC", (owner,))
             return [row[0] for row in rows]
 
+    def owner_of(self, thread_id: str) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT owner FROM pending WHERE thread_id = ?", (thread_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+
+def owner_key(user_identifier: str | None, session_id: str) -> str:
+    """Whose an approval is: a signed-in person's, in all their tabs; else the one session (tab) that asked.
+
+    Without sign-in every browser is alike, so only the Chainlit session tells one client from another.
+    """
+    return f"user/{user_identifier}" if user_identifier else f"anonymous/{session_id}"
+
+
+def _user_identifier() -> str | None:
+    user = cl.context.session.user
+    return str(user.identifier) if user is not None and user.identifier else None
+
 
 def owner() -> str:
-    user = cl.user_session.get("user")
-    return str(getattr(user, "identifier", "") or "anonymous")
+    """The owner key of the session this request or event belongs to, as Chainlit's server knows it."""
+    return owner_key(_user_identifier(), cl.context.session.id)
 
 
 def decided_by() -> str:
     """Who answered, in the form the approval record accepts: person:chainlit, or person:chainlit.<user>."""
-    who = owner()
-    if who == "anonymous":
+    who = _user_identifier()
+    if who is None:
         return "person:chainlit"
     return "person:chainlit." + re.sub(r"[^A-Za-z0-9_.@-]", "_", who)[:64]
+
+
+class OriginGuard:
+    """Refuse any HTTP request or websocket that a page from another origin sends.
+
+    Chainlit's socket server accepts every origin, so without this any web page could connect to the chat
+    and press its buttons; browsers always send Origin on websockets and on requests that change something.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = Headers(scope=scope).get("origin") if scope["type"] in ("http", "websocket") else None
+        if origin is None or origin.rstrip("/") in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        log.warning("refused a %s request from origin %r", scope["type"], origin[:200])
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await PlainTextResponse("This origin may not use the Aegis-ML chat.", status_code=403)(scope, receive, send)
+
+
+async def sign_in(name: str, password: str) -> cl.User | None:
+    """Chainlit's password sign-in, against the AEGIS_UI_USERS file; the password is never logged."""
+    try:
+        ok = await asyncio.to_thread(password_ok, Path(os.environ[USERS_VAR]), name, password)
+    except AegisError as exc:
+        log.error("sign-in refused: %s", exc)
+        return None
+    if not ok:
+        log.warning("failed sign-in for %r", name[:64])
+        return None
+    return cl.User(identifier=name, metadata={"provider": "aegis-ui-users"})
+
+
+def secure_server() -> None:
+    """Who may reach this server, settled before it takes a request.
+
+    `chainlit run` imports chainlit.server before this module, but Starlette builds the middleware stack at
+    the first request, so the guard added here wraps every route and the socket.io mount.
+    """
+    host, port = chainlit_config.run.host, int(chainlit_config.run.port)
+    check_access(host, os.environ)
+    server_app.add_middleware(OriginGuard, allowed=frozenset(allowed_origins(host, port, os.environ)))
+    if os.environ.get(USERS_VAR):
+        cl.password_auth_callback(sign_in)
+
+
+secure_server()
 
 
 _DIRECTIVE = re.compile(r":(?=[A-Za-z])")
@@ -448,7 +526,7 @@ async def run_turn(call: Callable[[EventFn], TurnResult], view: ChatView, thread
 
 @cl.on_chat_start
 async def on_chat_start() -> None:
-    """Show any approval still waiting for this person, so a reload or a second tab does not lose it."""
+    """Show the approvals still waiting for this owner: a signed-in person's, after a reload or in a new tab."""
     view = ChatView.current()
     session = agent_session()
     index = PendingIndex()
@@ -479,14 +557,15 @@ async def on_message(message: cl.Message) -> None:
 
 @cl.action_callback(APPROVAL_ACTION)
 async def on_approval(action: cl.Action) -> None:
-    """A person's answer at the gate, carried to the paused LangGraph thread at most once.
+    """A person's answer at the gate, carried to the paused LangGraph thread at most once, by its owner only.
 
-    The checks here give a clear message early; AgentSession.resume repeats them under its thread lock.
+    The payload comes from the client, so only the server's index says whose the thread is. The checks here
+    give a clear message early; AgentSession.resume repeats the rest under its thread lock.
     """
     view = ChatView.current()
     thread_id, spec_hash = str(action.payload.get("thread_id", "")), str(action.payload.get("spec_hash", ""))
     decision = str(action.payload.get("decision", ""))
-    if decision not in DECISIONS or thread_id not in PendingIndex().threads(owner()):
+    if decision not in DECISIONS or PendingIndex().owner_of(thread_id) != owner():
         await view.close_approval(thread_id, "_No longer waiting: already answered._")
         await cl.Message(content="That approval is not waiting any more (already answered, or not yours).").send()
         return
@@ -509,7 +588,7 @@ async def on_approval(action: cl.Action) -> None:
     await view.close_approval(thread_id, f"**Decision:** {decision} by `{who}`")
     await cl.Message(content=f"**{DECISIONS[decision][0]}** by `{who}`.").send()
     view.thread_id = thread_id
-    answer = ApprovalAnswer(decision=decision, decided_by=who)  # type: ignore[arg-type]
+    answer = ApprovalAnswer(decision=decision, decided_by=who, request_id=pending.request_id)  # type: ignore[arg-type]
     task = asyncio.create_task(_resume(session, view, thread_id, answer, spec_hash))
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)

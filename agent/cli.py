@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 
+from agent.options import MEMORY_MB, RETRIES, usd
 from tools.errors import AegisError
+from tools.paths import aegis_home
+from tools.spec import format_validation_error
+from tools.stop import install_signal_handlers
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 EXIT_USAGE = 2
 
 
@@ -20,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments as one line with exit code 2 (its default), no usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        err_console.print(f"[red]error:[/] {message} (see `{self.prog} --help`)", highlight=False)
+        err_console.print(f"[red]error:[/] {message} (see `{self.prog} --help`)", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -37,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run the deterministic pipeline on a spec file (no LLM)")
     p.add_argument("spec", help="a TrainingSpec as YAML or JSON")
     _add_gate_flags(p)
-    p.add_argument("--max-retries", type=int, default=3, help="remediation retries allowed (default 3)")
-    p.add_argument("--memory-limit-mb", type=int, default=None, help="memory limit for the local sandbox")
+    p.add_argument("--max-retries", type=RETRIES, default=3, help="remediation retries allowed (default 3)")
+    p.add_argument("--memory-limit-mb", type=MEMORY_MB, default=None, help="memory limit for the local sandbox")
     p.set_defaults(handler=_cmd_train)
 
     from agent.commands import register_agent_commands
@@ -54,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_gate_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--yes", action="store_true", help="approve at the gate without asking (never past the limits)")
-    group.add_argument("--approve-up-to", type=float, metavar="USD", help="approve estimates up to this amount")
-    p.add_argument("--max-budget", type=float, metavar="USD", help="tighten the hard limit for this run (never raise)")
+    group.add_argument("--approve-up-to", type=usd, metavar="USD", help="approve estimates up to this amount")
+    p.add_argument("--max-budget", type=usd, metavar="USD", help="tighten the hard limit for this run (never raise)")
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
@@ -129,16 +138,46 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Every failure a person can meet is one line on stderr: 2 for input to fix, 1 for a run or store that failed."""
+    restore = install_signal_handlers()
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.handler(args) or 0)
     except AegisError as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except ValidationError as exc:
+        err_console.print(
+            f"[red]error:[/] {'; '.join(format_validation_error(exc, 'input'))}", highlight=False, soft_wrap=True
+        )
         return EXIT_USAGE
+    except SystemExit as exc:  # argparse: --help (0) or a bad argument, already said in one line (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except Exception as exc:  # the last line of defence: a bug is one line and a file, never a traceback
+        log = write_crash_log(exc)
+        err_console.print(
+            f"[red]error:[/] Aegis failed unexpectedly: {type(exc).__name__}: {str(exc)[:300]} "
+            f"(details in {log}; nothing more was started)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+    finally:
+        restore()
+
+
+def write_crash_log(exc: BaseException) -> Path:
+    path = aegis_home() / "logs" / f"crash-{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
+        return Path("(the log could not be written)")
+    return path
 
 
 if __name__ == "__main__":

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.prompt import Prompt
 
+from agent.options import MEMORY_MB, RETRIES, usd
 from agent.progress import TrainingProgress
 from tools.approval import ApprovalAnswer, ApprovalRequest
+from tools.stop import stop_requested
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def register_agent_commands(sub: argparse._SubParsersAction) -> None:
@@ -37,15 +40,15 @@ def register_agent_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("chat", help="interactive chat with the agent in the terminal")
     _add_agent_flags(p)
-    p.add_argument("--max-budget", type=float, metavar="USD", help="tighten the hard limit (never raise)")
+    p.add_argument("--max-budget", type=usd, metavar="USD", help="tighten the hard limit (never raise)")
     p.set_defaults(handler=cmd_chat)
 
 
 def _add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="offline (default) or openai:MODEL (uses OPENAI_BASE_URL / OPENAI_API_KEY)")
     p.add_argument("--executor", choices=["local", "modal"], default="local", help="where training runs")
-    p.add_argument("--max-retries", type=int, default=3, help="remediation retries allowed (default 3)")
-    p.add_argument("--memory-limit-mb", type=int, default=None, help="memory limit for the local sandbox")
+    p.add_argument("--max-retries", type=RETRIES, default=3, help="remediation retries allowed (default 3)")
+    p.add_argument("--memory-limit-mb", type=MEMORY_MB, default=None, help="memory limit for the local sandbox")
 
 
 class ConsoleEvents:
@@ -128,8 +131,10 @@ def _finish(result: Any, events: ConsoleEvents) -> int:
         )
         return 3
     job = result.job
-    if job is not None and job.report_path:
+    if job is not None and job.report_path and Path(job.report_path).is_file():
         console.print(f"Report: [bold]{job.report_path}[/]")
+    if stop_requested():
+        return 130
     return 0 if job is not None and job.status == "succeeded" else 1
 
 
@@ -193,7 +198,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 )
                 answer = ApprovalAnswer(decision=decision, decided_by="person:chat")  # type: ignore[arg-type]
                 result = session.resume(thread, answer, spec_hash=result.pending.spec_hash, on_event=events)
-            _finish(result, events)
+            if _finish(result, events) == 130:
+                return 130
     finally:
         session.close()
     return 0

@@ -9,21 +9,25 @@ import json
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
+from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Checkpointer
+from langgraph.types import Checkpointer, Send
 
 from agent.intake import SpecRequest, build_spec, merge_request
 from agent.offline_model import SPEC_PARSED
 from agent.state import AgentState
 from tools.errors import AegisError
 from tools.guarded_tools import TOOLS
-from tools.job import JobState, new_job, report_job, set_spec
+from tools.job import TERMINAL, JobState, new_job, report_job, set_spec
 from tools.paths import PROMPTS_DIR, resolve_dataset_path
+from tools.policy.records import Lifecycle
+from tools.policy.store import SpendStore
 from tools.spec import BudgetPolicy
+from tools.stop import stop_requested
 
-TERMINAL = {"succeeded", "failed", "interrupted", "cancelled", "refused"}
+STOPPED = "Stopped on request: nothing more will be started. The report says what ran and what it cost."
 
 
 def system_prompt(executor: str) -> str:
@@ -34,7 +38,8 @@ def system_prompt(executor: str) -> str:
 def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, executor: str = "local") -> Any:
     extraction = (PROMPTS_DIR / "extraction.md").read_text(encoding="utf-8")
     structured = model.with_structured_output(SpecRequest)
-    with_tools = model.bind_tools(TOOLS)
+    # One tool call at a time: asked of the model where it can be, and enforced by the graph (route_*) anyway.
+    with_tools = model.bind_tools(TOOLS, **({"parallel_tool_calls": False} if isinstance(model, ChatOpenAI) else {}))
     prompt = system_prompt(executor)
 
     def intake(state: AgentState) -> dict[str, Any]:
@@ -76,12 +81,18 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
         return "agent" if state.get("job") else END
 
     def agent(state: AgentState) -> dict[str, Any]:
+        if stop_requested(state.get("thread_id")):
+            return {"messages": [AIMessage(STOPPED)]}
         response = with_tools.invoke([SystemMessage(prompt), *state["messages"]])
         return {"messages": [response]}
 
-    def route_agent(state: AgentState) -> Literal["tools", "finalize"]:
-        last = state["messages"][-1]
-        return "tools" if isinstance(last, AIMessage) and last.tool_calls else "finalize"
+    def route_agent(state: AgentState) -> list[Send] | Literal["finalize"]:
+        calls = unanswered_calls(state)
+        return [Send("tools", [calls[0]])] if calls else "finalize"
+
+    def route_tools(state: AgentState) -> list[Send] | Literal["agent"]:
+        calls = unanswered_calls(state)
+        return [Send("tools", [calls[0]])] if calls else "agent"
 
     def finalize(state: AgentState) -> dict[str, Any]:
         raw = state.get("job")
@@ -100,20 +111,38 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
     graph.add_node("finalize", finalize)
     graph.add_edge(START, "intake")
     graph.add_conditional_edges("intake", route_intake)
-    graph.add_conditional_edges("agent", route_agent)
-    graph.add_edge("tools", "agent")
+    graph.add_conditional_edges("agent", route_agent, ["tools", "finalize"])
+    graph.add_conditional_edges("tools", route_tools, ["tools", "agent"])
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer, name="aegis-agent")
 
 
+def unanswered_calls(state: AgentState) -> list[ToolCall]:
+    """The last model message's tool calls that have no answer yet, in the order the model wrote them.
+
+    The graph runs them one per step, each seeing the state the one before it left, so a message holding
+    several calls (parallel tool calls) cannot start several attempts on one approval or write the job twice.
+    """
+    messages = state["messages"]
+    index = next((i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], AIMessage)), None)
+    if index is None:
+        return []
+    answered = {m.tool_call_id for m in messages[index + 1 :] if isinstance(m, ToolMessage)}
+    return [call for call in messages[index].tool_calls if call["id"] not in answered]
+
+
 def _job_for(state: AgentState, draft: dict[str, Any]) -> JobState:
-    """Reuse the thread's job while nothing has run; otherwise open a new run in the same thread."""
+    """Reuse the thread's job while nothing has run and it is open; otherwise open a new job in the same thread.
+
+    The new job's gate counts everything spent and held in the thread: money is the thread's, not the job's.
+    """
     policy = BudgetPolicy.model_validate(state.get("policy") or {}).tightened(draft.get("max_budget_usd"))
     raw = state.get("job")
+    store = SpendStore()
     if raw:
         job = JobState.model_validate(raw)
-        if not job.attempts and job.status not in TERMINAL:
-            return job.model_copy(update={"policy": policy})
+        if not job.attempts and job.status not in TERMINAL and store.job(job.run_id).lifecycle is Lifecycle.OPEN:
+            return job.model_copy(update={"policy": store.tighten(job.run_id, policy).policy})
     thread = state.get("thread_id") or None
     run_id = thread if thread and not raw else None
     return new_job(
@@ -121,5 +150,6 @@ def _job_for(state: AgentState, draft: dict[str, Any]) -> JobState:
         max_retries=state.get("max_retries", 3),
         executor=state.get("executor", "local"),  # type: ignore[arg-type]
         run_id=run_id,
+        thread_id=thread,
         local_memory_limit_mb=state.get("local_memory_limit_mb"),
     )

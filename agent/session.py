@@ -6,8 +6,10 @@ the process: any later process can show the pending approval and resume it, exac
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,15 +24,15 @@ from agent.graph import build_graph
 from agent.models import make_chat_model, model_choice
 from agent.tracing import trace_turn
 from tools.approval import ApprovalAnswer, ApprovalRequest
-from tools.errors import AegisError
+from tools.errors import AegisError, StorageError
 from tools.job import JobState
 from tools.paths import runs_dir
 from tools.runlog import new_run_id
 from tools.spec import BudgetPolicy
+from tools.stop import clear_stop
 
 EventFn = Callable[[dict[str, Any]], None]
-_THREAD_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class TurnResult(BaseModel):
@@ -50,9 +52,48 @@ def checkpoint_path() -> Path:
     return path
 
 
-def _lock(thread_id: str) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _THREAD_LOCKS.setdefault(thread_id, threading.Lock())
+def check_thread_id(thread_id: str) -> str:
+    if not isinstance(thread_id, str) or not THREAD_ID.match(thread_id):
+        raise AegisError(
+            f"thread id {thread_id!r} is not one Aegis made: use the id `aegis run` printed (letters, digits, . _ -)"
+        )
+    return thread_id
+
+
+@contextmanager
+def thread_lock(thread_id: str) -> Iterator[None]:
+    """One turn per thread at a time, across every process and tab: an OS file lock, never waited on.
+
+    A second ``aegis resume`` of the same thread, or a second tab answering, is told so at once instead of
+    resuming the same pause twice.
+    """
+    folder = runs_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{check_thread_id(thread_id)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AegisError(
+                f"thread {thread_id} is busy: another process or tab is carrying out a turn or an answer in it "
+                "right now; nothing was done. Try again when it has finished"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_checkpoints(path: Path) -> sqlite3.Connection:
+    """The thread store, checked: a file that is not SQLite is one line saying what to do, not a traceback."""
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(
+            f"the thread store {path} is not a readable SQLite database ({exc}); move it aside "
+            f"(mv {path} {path}.corrupt) to start afresh: paused threads in it are then lost, runs and reports are not"
+        ) from None
+    return conn
 
 
 class AgentSession:
@@ -72,7 +113,7 @@ class AgentSession:
         self.policy = policy or BudgetPolicy.from_config()
         self.max_retries = max_retries
         self.local_memory_limit_mb = local_memory_limit_mb
-        self.conn = sqlite3.connect(str(db_path or checkpoint_path()), check_same_thread=False)
+        self.conn = open_checkpoints(Path(db_path) if db_path else checkpoint_path())
         self.checkpointer = SqliteSaver(self.conn)
         self.chat_model = chat_model or make_chat_model(model, executor=executor)
         self.graph = build_graph(self.chat_model, checkpointer=self.checkpointer, executor=executor)
@@ -91,24 +132,25 @@ class AgentSession:
 
     def send(self, text: str, thread_id: str | None = None, on_event: EventFn | None = None) -> TurnResult:
         """A person's message: starts a thread, or continues one."""
-        thread_id = thread_id or new_run_id()
-        inputs: dict[str, Any] = {"messages": [HumanMessage(text)]}
-        if not self.graph.get_state(self._config(thread_id)).values:
-            inputs |= {
-                "thread_id": thread_id,
-                "policy": self.policy.model_dump(),
-                "max_retries": self.max_retries,
-                "executor": self.executor,
-                "local_memory_limit_mb": self.local_memory_limit_mb,
-            }
-        elif self.pending(thread_id) is not None:
-            raise AegisError(
-                f"thread {thread_id} is waiting for an approval; answer it first (approve/optimize/cancel)"
-            )
-        return self._turn(thread_id, inputs, on_event)
+        thread_id = check_thread_id(thread_id) if thread_id else new_run_id()
+        with thread_lock(thread_id):
+            inputs: dict[str, Any] = {"messages": [HumanMessage(text)]}
+            if not self._state(thread_id).values:
+                inputs |= {
+                    "thread_id": thread_id,
+                    "policy": self.policy.model_dump(),
+                    "max_retries": self.max_retries,
+                    "executor": self.executor,
+                    "local_memory_limit_mb": self.local_memory_limit_mb,
+                }
+            elif self.pending(thread_id) is not None:
+                raise AegisError(
+                    f"thread {thread_id} is waiting for an approval; answer it first (approve/optimize/cancel)"
+                )
+            return self._turn(thread_id, inputs, on_event)
 
     def pending(self, thread_id: str) -> ApprovalRequest | None:
-        snapshot = self.graph.get_state(self._config(thread_id))
+        snapshot = self._state(check_thread_id(thread_id))
         for interrupt in snapshot.interrupts:
             return ApprovalRequest.model_validate(interrupt.value)
         return None
@@ -116,22 +158,37 @@ class AgentSession:
     def resume(
         self, thread_id: str, answer: ApprovalAnswer, *, spec_hash: str | None = None, on_event: EventFn | None = None
     ) -> TurnResult:
-        """A person's answer at the gate. Refused when nothing is pending, or it was for another spec."""
-        with _lock(thread_id):
+        """A person's answer at the gate, carried out at most once whatever the number of processes answering.
+
+        Refused when nothing is pending, or the answer was for another request or spec.
+        """
+        with thread_lock(thread_id):
             pending = self.pending(thread_id)
             if pending is None:
                 raise AegisError(f"thread {thread_id} has no pending approval (already answered, or never paused)")
             if spec_hash is not None and spec_hash != pending.spec_hash:
                 raise AegisError("that approval was for a different spec; the pending request has changed")
+            if answer.request_id is not None and answer.request_id != pending.request_id:
+                raise AegisError("that answer was for another approval request; the pending request has changed")
+            answer = answer.model_copy(update={"request_id": pending.request_id})
             return self._turn(thread_id, Command(resume=answer.model_dump()), on_event)
 
     def job(self, thread_id: str) -> JobState | None:
-        raw = self.graph.get_state(self._config(thread_id)).values.get("job")
+        raw = self._state(check_thread_id(thread_id)).values.get("job")
         return JobState.model_validate(raw) if raw else None
+
+    def _state(self, thread_id: str) -> Any:
+        try:
+            return self.graph.get_state(self._config(thread_id))
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(
+                f"the thread store {checkpoint_path()} cannot be read ({exc}); move it aside to start afresh"
+            ) from None
 
     def _turn(self, thread_id: str, inputs: Any, on_event: EventFn | None) -> TurnResult:
         config = self._config(thread_id)
-        before = len(self.graph.get_state(config).values.get("messages", []))
+        clear_stop(thread_id)  # a Stop pressed during an earlier turn does not stop this one
+        before = len(self._state(thread_id).values.get("messages", []))
         with trace_turn(self, thread_id) as finish:
             for mode, chunk in self.graph.stream(inputs, config, stream_mode=["updates", "custom"]):
                 if on_event is not None:
@@ -142,7 +199,7 @@ class AgentSession:
         return result
 
     def _result(self, thread_id: str, before: int) -> TurnResult:
-        values = self.graph.get_state(self._config(thread_id)).values
+        values = self._state(thread_id).values
         new = values.get("messages", [])[before:]
         replies = [str(m.content) for m in new if isinstance(m, AIMessage) and m.content]
         return TurnResult(

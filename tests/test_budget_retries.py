@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import tools.executor_modal
+import tools.attempt
 from tools.catalog import get_gpu
 from tools.executor_local import run_local
 from tools.job import new_job
 from tools.pipeline import run_pipeline
+from tools.policy.gate import minimum_hold_usd
 from tools.spec import BudgetPolicy, parse_spec
 from tools.worst_case import plan_worst_case
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT_MB = 1000
 
 
-def paid_stand_in(spec, workdir, rendered, *, estimated_seconds, on_progress=None):
+def paid_stand_in(spec, workdir, rendered, *, estimated_seconds, timeout_s=None, on_progress=None):
     """Modal's place: the same script on the CPU (the config says cuda, so it is pointed at the CPU first)."""
     rendered.config["device"] = "cpu"
     rendered.config_path.write_text(json.dumps(rendered.config))
@@ -38,7 +39,7 @@ def paid_stand_in(spec, workdir, rendered, *, estimated_seconds, on_progress=Non
 
 @pytest.mark.slow
 def test_a_budget_for_one_retry_refuses_the_second_before_it_starts(tmp_path, monkeypatch):
-    monkeypatch.setattr(tools.executor_modal, "run_on_modal", paid_stand_in)
+    monkeypatch.setattr(tools.attempt, "run_on_modal", paid_stand_in)
     spec = parse_spec(
         {
             "model_name": "local:tiny-llama",
@@ -54,11 +55,18 @@ def test_a_budget_for_one_retry_refuses_the_second_before_it_starts(tmp_path, mo
     from tools.estimator import estimate
 
     first = estimate(spec)
+    price = get_gpu("a10g").price_usd_per_sec
     roomy = BudgetPolicy(soft_threshold_usd=0.0, max_budget_usd=100.0)
-    costs = [a.estimated_cost_usd for a in plan_worst_case(spec, first, roomy, max_retries=3, spent_usd=0.0).attempts]
+    planned = plan_worst_case(spec, first, roomy, max_retries=3, spent_usd=0.0, price_usd_per_s=price).attempts
+    costs = [a.estimated_cost_usd for a in planned]
     assert len(costs) == 4
-    policy = BudgetPolicy(soft_threshold_usd=0.0, max_budget_usd=costs[0] + costs[1] + costs[2] / 2)
-    assert plan_worst_case(spec, first, policy, max_retries=3, spent_usd=0.0).retries_budget_allows == 1
+    # Enough for the first attempt's bill and the least the retry's time limit may bill; not for a third attempt.
+    retry_hold = minimum_hold_usd(planned[1].estimated_minutes * 60, price)
+    policy = BudgetPolicy(soft_threshold_usd=0.0, max_budget_usd=costs[0] + retry_hold * 1.01)
+    assert (
+        plan_worst_case(spec, first, policy, max_retries=3, spent_usd=0.0, price_usd_per_s=price).retries_budget_allows
+        == 1
+    )
 
     asked = []
 

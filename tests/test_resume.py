@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import threading
@@ -77,32 +78,53 @@ def test_a_resumed_attempt_is_priced_for_the_steps_left():
     assert any("resumes from the checkpoint" in note for note in resumed.cost_breakdown.notes)
 
 
-def test_a_cut_short_checkpoint_is_not_good(tmp_path):
-    good = tmp_path / "checkpoints/step-4"
-    good.mkdir(parents=True)
+def checkpoint(root: Path, step: int, loss: float = 2.0) -> Path:
+    """A checkpoint folder as the script writes it: its files and a state.json with their sha256."""
+    folder = root / "checkpoints" / f"step-{step}"
+    folder.mkdir(parents=True)
+    files = {}
     for name in ("trainable.pt", "optim.pt"):
-        (good / name).write_bytes(b"x")
-    (good / "state.json").write_text(json.dumps({"step": 4, "loss": 2.0}))
+        (folder / name).write_bytes(f"{name} at {step}".encode())
+        files[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "state.json").write_text(json.dumps({"step": step, "loss": loss, "files": files}))
+    return folder
+
+
+def test_a_cut_short_checkpoint_is_not_good(tmp_path):
+    good = checkpoint(tmp_path, 4)
     torn = tmp_path / "checkpoints/step-6"
     torn.mkdir()
     (torn / "state.json").write_text(json.dumps({"step": 6, "loss": 1.9}))
     assert last_good_checkpoint(tmp_path)[:2] == (4, good)
 
 
-def squeeze_memory_after(runs: Path, step: int, limit_mb: int) -> threading.Thread:
-    """Like a neighbour taking the machine's memory mid-run: lower attempt 1's memory limit once it has trained."""
+def test_a_corrupt_checkpoint_is_skipped_for_the_last_intact_one(tmp_path):
+    good = checkpoint(tmp_path, 4)
+    newest = checkpoint(tmp_path, 8)
+    assert last_good_checkpoint(tmp_path)[:2] == (8, newest)
+    (newest / "optim.pt").write_bytes(b"flipped bits")  # a disk error or a tampered file
+    assert last_good_checkpoint(tmp_path)[:2] == (4, good)
+    (good / "state.json").write_text('{"step": 4, "loss": 2.0}')  # no hashes: it cannot be verified
+    assert last_good_checkpoint(tmp_path) is None
+
+
+def squeeze_after_first_checkpoint(runs: Path, limit_mb: int) -> threading.Thread:
+    """Like a neighbour taking the machine's memory: once attempt 1 saved its first checkpoint, cap its memory.
+
+    The cap lands at the checkpoint's step or a few after, whatever the machine's speed, and more than a hundred
+    steps are left then: the attempt always fails out of memory after a checkpoint, never finishes first.
+    """
 
     def watch() -> None:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            metrics = list(runs.glob("*/attempt-1/metrics.jsonl"))
-            if metrics and sum('"type": "step"' in line for line in metrics[0].read_text().splitlines()) >= step:
+            if list(runs.glob("*/attempt-1/output/checkpoints/step-*")):
                 for proc in psutil.Process().children(recursive=True):
                     if any(part.endswith("attempt-1/train.py") for part in proc.cmdline()):
                         limit = limit_mb * 2**20
                         resource.prlimit(proc.pid, resource.RLIMIT_DATA, (limit, limit))
                         return
-            time.sleep(0.02)
+            time.sleep(0.005)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -110,16 +132,18 @@ def squeeze_memory_after(runs: Path, step: int, limit_mb: int) -> threading.Thre
 
 
 @pytest.mark.slow
-def test_an_out_of_memory_retry_resumes_with_the_smaller_micro_batch(tmp_path):
-    spec = parse_spec(tiny(micro_batch_size=8, learning_rate=1e-2, max_steps=12))
-    squeeze = squeeze_memory_after(tmp_path / "runs", step=5, limit_mb=64)
+def test_an_out_of_memory_retry_resumes_with_the_smaller_micro_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEGIS_MAX_LOSS_SHARE", "0.1")  # a checkpoint every 12 of the 120 steps
+    spec = parse_spec(tiny(micro_batch_size=8, learning_rate=1e-2, num_epochs=100, max_steps=120))
+    squeeze = squeeze_after_first_checkpoint(tmp_path / "runs", limit_mb=64)
     job = run_pipeline(new_job(FREE), spec, ask=approve)
     squeeze.join(timeout=1)
 
     first, second = job.attempts[:2]
     assert first.failure_class == "oom", first.error_message
-    assert second.status == "succeeded" and second.steps_completed == 12 == second.total_steps
-    assert 5 <= second.resumed_from_step < 12
+    assert 12 <= first.steps_completed < 120
+    assert second.status == "succeeded" and second.steps_completed == 120 == second.total_steps
+    assert 12 <= second.resumed_from_step <= first.steps_completed and second.resumed_from_step % 12 == 0
     heal = job.remediations[0]
     assert heal["changes"] == {"micro_batch_size": [8, 4], "gradient_accumulation_steps": [1, 2]}
     assert heal["resume"]["step"] == second.resumed_from_step and heal["resume"]["from_attempt"] == 1
@@ -134,7 +158,7 @@ def test_an_out_of_memory_retry_resumes_with_the_smaller_micro_batch(tmp_path):
     )
     report = Path(job.report_path).read_text()
     assert (
-        "Steps resumed" in report and f"| 2 | {12 - second.resumed_from_step} | {second.resumed_from_step} (" in report
+        "Steps resumed" in report and f"| 2 | {120 - second.resumed_from_step} | {second.resumed_from_step} (" in report
     )
 
 

@@ -10,15 +10,13 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.ui_server import serve_ui
 from tools.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,52 +40,19 @@ SOFT_USD, HARD_USD = "0.0001", "5"
 TURN_TIMEOUT_MS = 240_000  # a shared CI runner can be slow to train and evaluate; a quiet one takes under a minute
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the UI server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the UI server did not answer on {url} within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def ui_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """`aegis ui` on 127.0.0.1 and a free port, state under tmp (conftest), limits that make a person decide."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
     pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
-    from agent.ui_command import ui_command, ui_env
+    from agent.ui_command import ui_env
 
     monkeypatch.setenv("AEGIS_SOFT_THRESHOLD_USD", SOFT_USD)
     monkeypatch.setenv("AEGIS_MAX_BUDGET_USD", HARD_USD)
     monkeypatch.setenv("AEGIS_MODEL", "offline")
-    port = _free_port()
-    log = tmp_path / "ui-server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(ui_command("127.0.0.1", port), env=ui_env(), stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url, proc, log)
+    with serve_ui(tmp_path, ui_env()) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -102,11 +67,36 @@ def browser() -> Iterator[object]:
             instance.close()
 
 
-def _open_chat(browser: object, url: str):  # noqa: ANN202 - playwright Page
+def _open_client(browser: object, url: str):  # noqa: ANN202 - playwright Page and a session id
+    """A new page in a new browser context (another client), and the Chainlit session id it connects with."""
     page = browser.new_page(viewport={"width": 1280, "height": 1500})  # type: ignore[attr-defined]
-    page.goto(url)
+    with page.expect_request("**/set-session-cookie") as request:
+        page.goto(url)
     page.wait_for_selector("#chat-input", timeout=60_000)
-    return page
+    return page, str(request.value.post_data_json["session_id"])
+
+
+def _open_chat(browser: object, url: str):  # noqa: ANN202 - playwright Page
+    return _open_client(browser, url)[0]
+
+
+def _press(page, session_id: str, payload: dict[str, str]) -> int:  # noqa: ANN001
+    """Press an approval button by hand, as a page's script could: any payload, from this page's session."""
+    return int(
+        page.evaluate(
+            """async ([sessionId, payload]) => (await fetch('/project/action', {
+                method: 'POST', headers: {'Content-Type': 'application/json'},
+                body: JSON.stringify({sessionId, action: {name: 'aegis_approval', payload, label: 'Approve'}}),
+            })).status""",
+            [session_id, payload],
+        )
+    )
+
+
+def _pending(runs: Path) -> list[tuple[str, str]]:
+    """The UI's index of paused threads and their owners."""
+    with sqlite3.connect(runs / "ui_threads.sqlite") as db:
+        return [(str(t), str(o)) for t, o in db.execute("SELECT thread_id, owner FROM pending")]
 
 
 def _send(page, text: str) -> None:  # noqa: ANN001
@@ -121,8 +111,13 @@ def _open_step(page, name: str) -> None:  # noqa: ANN001
     page.get_by_text(f"Used {name}", exact=True).first.click()
 
 
+def _run_dirs(runs: Path) -> list[Path]:
+    """The run folders: those with an event log (the runs folder also keeps locks and stores)."""
+    return [p for p in runs.iterdir() if (p / "events.jsonl").is_file()]
+
+
 def _run_dir(runs: Path) -> Path:
-    dirs = [p for p in runs.iterdir() if p.is_dir()]
+    dirs = _run_dirs(runs)
     assert len(dirs) == 1, f"expected one run folder in {runs}, found {dirs}"
     return dirs[0]
 
@@ -177,29 +172,42 @@ def test_approve_trains_and_shows_the_report(ui_url: str, browser: object) -> No
         shutil.copyfile(ARTIFACTS / "ui-approve.png", PROJECT_ROOT / "docs" / "ui-screenshot.png")
 
 
-def test_cancel_trains_nothing_and_a_second_tab_cannot_answer_again(ui_url: str, browser: object) -> None:
+def test_another_client_neither_sees_nor_answers_an_approval_and_cancel_trains_nothing(
+    ui_url: str, browser: object
+) -> None:
     from playwright.sync_api import expect
 
-    page = _open_chat(browser, ui_url)
+    runs = Path(os.environ["AEGIS_RUNS_DIR"])
+    page, mine = _open_client(browser, ui_url)
     _send(page, REQUEST)
     expect(page.get_by_role("button", name="Cancel")).to_be_visible(timeout=120_000)
+    [(thread_id, owner)] = _pending(runs)
+    assert owner == f"anonymous/{mine}"
+    match = re.search(r"Spec (\w+): ", page.inner_text("body"))
+    assert match, "the approval shows its spec hash"
+    approve = {"thread_id": thread_id, "spec_hash": match.group(1), "decision": "approve"}
 
-    # a second tab (or a reload) finds the same pending approval
-    other = _open_chat(browser, ui_url)
-    expect(other.get_by_text(re.compile(r"is still waiting for an answer"))).to_be_visible(timeout=30_000)
-    expect(other.get_by_role("button", name="Approve")).to_be_visible()
+    # another anonymous client: no buttons on connect, and a press forged with the right thread and hash is refused
+    other, theirs = _open_client(browser, ui_url)
+    assert theirs != mine
+    assert _press(other, theirs, approve) == 200
+    expect(other.get_by_text(re.compile(r"^That approval is not waiting any more"))).to_be_visible(timeout=30_000)
+    other.wait_for_timeout(2_000)  # long after its chat started
+    expect(other.get_by_text(re.compile(r"is still waiting for an answer"))).to_have_count(0)
+    expect(other.get_by_role("button", name="Approve")).to_have_count(0)
+    assert _pending(runs) == [(thread_id, owner)]
+    expect(page.get_by_role("button", name="Approve")).to_be_visible()
 
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text("Decision: cancel by person:chainlit")).to_be_visible(timeout=30_000)
     expect(page.get_by_text(re.compile(r"was not trained and nothing was spent"))).to_be_visible(
         timeout=TURN_TIMEOUT_MS
     )
+    # the owner's second answer is refused too: an approval is answered at most once
+    assert _press(page, mine, approve) == 200
+    expect(page.get_by_text(re.compile(r"^That approval is not waiting any more"))).to_be_visible(timeout=30_000)
 
-    other.get_by_role("button", name="Approve").click()
-    expect(other.get_by_text(re.compile(r"^That approval is not waiting any more"))).to_be_visible(timeout=30_000)
-    expect(other.get_by_role("button", name="Approve")).to_have_count(0)
-
-    run_dir = _run_dir(Path(os.environ["AEGIS_RUNS_DIR"]))
+    run_dir = _run_dir(runs)
     events = _events(run_dir)
     assert not [e for e in events if e["phase"] == "train"], "a cancelled run must not train"
     assert not list(run_dir.glob("attempt*")), "a cancelled run must not even render a training attempt"
@@ -222,5 +230,5 @@ def test_errors_are_plain_messages_and_the_server_keeps_serving(ui_url: str, bro
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     body = page.inner_text("body")
     assert "Traceback" not in body and 'File "' not in body
-    for run_dir in (p for p in Path(os.environ["AEGIS_RUNS_DIR"]).iterdir() if p.is_dir()):
+    for run_dir in _run_dirs(Path(os.environ["AEGIS_RUNS_DIR"])):
         assert not [e for e in _events(run_dir) if e["phase"] == "train"], "a refused run must not train"

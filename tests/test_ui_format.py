@@ -115,6 +115,7 @@ def test_the_approval_lists_every_priced_attempt_and_the_time_limit() -> None:
     ]
     request = ApprovalRequest(
         run_id="r1",
+        request_id="req-1",
         spec_hash="abc",
         spec={"method": "lora", "model_name": "m", "dataset_path": "d", "num_gpus": 1, "target_gpu": "a10g"},
         estimated_cost_usd=0.5,

@@ -8,16 +8,18 @@ saying so. Only finished attempts teach: a failed one stopped early and would bi
 
 from __future__ import annotations
 
-import os
+import logging
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.paths import aegis_home
+from tools.runlog import append_line, read_lines
 from tools.spec import AwareUTC, CostEstimate, ExecutionResult
 
+log = logging.getLogger("aegis.actuals")
 WINDOW = 5
 MIN_RUNS_FOR_CORRECTION = 3
 
@@ -68,18 +70,20 @@ def record_actual(run_id: str, attempt: int, estimate: CostEstimate, result: Exe
     )
     path = ledger_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(record.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_line(path, record.model_dump_json())
     return record
 
 
 def read_actuals() -> list[ActualRecord]:
+    """Every whole record of the ledger; a torn or foreign line is skipped with a warning, never fatal."""
+    records = []
     path = ledger_path()
-    if not path.exists():
-        return []
-    return [ActualRecord.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    for number, line in enumerate(read_lines(path), start=1):
+        try:
+            records.append(ActualRecord.model_validate_json(line))
+        except ValidationError:
+            log.warning("skipped line %d of %s: not a whole record (a torn write?)", number, path)
+    return records
 
 
 def learned_error(records: list[ActualRecord], gpu: str, window: int = WINDOW) -> Learned | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +16,7 @@ class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_id: str
+    request_id: str = Field(description="The spend store's record of this question; an answer names it.")
     spec_hash: str
     spec: dict[str, Any]
     estimated_cost_usd: float
@@ -43,3 +45,11 @@ class ApprovalAnswer(BaseModel):
 
     decision: Decision
     decided_by: str = Field(pattern=r"^person:[A-Za-z0-9_.@-]+$", description="e.g. person:cli.yes")
+    request_id: str | None = Field(
+        default=None, description="The request answered; the session fills in the pending one."
+    )
+    answer_id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        pattern=r"^[0-9a-f]{32}$",
+        description="Makes the answer idempotent: the store takes each request's answer once.",
+    )

@@ -8,6 +8,7 @@ order stay valid); the price of the retry is then that of the steps left, and th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -78,6 +79,8 @@ def last_good_checkpoint(
             state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
+        if not isinstance(state, dict) or not _files_intact(folder, state.get("files")):
+            continue  # torn or altered since it was written: resuming from it would fail, or worse, not
         loss = state.get("loss")
         if loss is not None and not math.isfinite(loss):
             continue
@@ -85,6 +88,23 @@ def last_good_checkpoint(
             continue
         found.append((int(state["step"]), folder, loss))
     return max(found, key=lambda item: item[0], default=None)
+
+
+def _files_intact(folder: Path, manifest: object) -> bool:
+    """Every file the script hashed when it saved the checkpoint still has that hash."""
+    if not isinstance(manifest, dict) or set(manifest) != set(CHECKPOINT_FILES) - {"state.json"}:
+        return False
+    for name, expected in manifest.items():
+        digest = hashlib.sha256()
+        try:
+            with open(folder / name, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        if digest.hexdigest() != expected:
+            return False
+    return True
 
 
 def can_resume(old: TrainingSpec, new: TrainingSpec) -> bool:

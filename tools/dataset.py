@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.datafile import open_dataset, read_dataset_bytes
 from tools.errors import DataError
 from tools.formatting import FORMATS, detect_format, encode_record, prompt_text, to_messages
 from tools.paths import resolve_dataset_path
@@ -51,47 +52,64 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     """Records of a .jsonl, .json (a list or {"data": [...]}), .csv or .parquet file inside the allowed folders."""
     file = resolve_dataset_path(path)
     suffix = file.suffix.lower()
-    if suffix == ".jsonl":
-        records = _read_jsonl(file)
-    elif suffix == ".json":
-        records = _read_json(file)
-    elif suffix in (".csv", ".parquet"):
-        records = _read_table(file, suffix.lstrip("."))
-    else:
+    if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(f"dataset '{file.name}' has an unsupported type; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if suffix in (".csv", ".parquet"):
+        with open_dataset(path) as (_fd, real, _size):  # the size limit and the link check, before reading
+            records = _read_table(real, suffix.lstrip("."))
+    else:
+        records = parse_records(read_dataset_bytes(path), suffix, name=str(file))
     if not records:
         raise DataError(f"dataset '{file}' is empty: it has no records to train on")
     return records
 
 
-def _read_jsonl(file: Path) -> list[dict[str, Any]]:
+def read_snapshot_records(file: Path) -> list[dict[str, Any]]:
+    """Records of a snapshot Aegis copied into a run folder (the data an attempt trained on)."""
+    suffix = file.suffix.lower()
+    if suffix in (".csv", ".parquet"):
+        return _read_table(file, suffix.lstrip("."))
+    return parse_records(file.read_bytes(), suffix, name=str(file))
+
+
+def parse_records(data: bytes, suffix: str, *, name: str) -> list[dict[str, Any]]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"dataset '{name}' is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    return _read_jsonl(text, name) if suffix == ".jsonl" else _read_json(text, name)
+
+
+def _read_jsonl(text: str, name: str) -> list[dict[str, Any]]:
     records = []
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"dataset '{file}' line {number} is not valid JSON: {exc.msg}") from None
-            if not isinstance(value, dict):
-                raise DataError(f"dataset '{file}' line {number} is a JSON {type(value).__name__}, not an object")
-            records.append(value)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(f"dataset '{name}' line {number} is not valid JSON: {reason}") from None
+        if not isinstance(value, dict):
+            raise DataError(f"dataset '{name}' line {number} is a JSON {type(value).__name__}, not an object")
+        records.append(value)
     return records
 
 
-def _read_json(file: Path) -> list[dict[str, Any]]:
+def _read_json(text: str, name: str) -> list[dict[str, Any]]:
     try:
-        value = json.loads(file.read_text(encoding="utf-8"))
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"dataset '{file}' is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise DataError(f"dataset '{name}' is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except RecursionError:
+        raise DataError(f"dataset '{name}' is not usable JSON: nested too deeply") from None
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]
     if not isinstance(value, list):
-        raise DataError(f"dataset '{file}' must hold a JSON list of records or an object with a 'data' list")
+        raise DataError(f"dataset '{name}' must hold a JSON list of records or an object with a 'data' list")
     for number, item in enumerate(value, start=1):
         if not isinstance(item, dict):
-            raise DataError(f"dataset '{file}' record {number} is a JSON {type(item).__name__}, not an object")
+            raise DataError(f"dataset '{name}' record {number} is a JSON {type(item).__name__}, not an object")
     return value
 
 

@@ -1,10 +1,16 @@
-"""A tiny error hierarchy: an AegisError is shown to the person as it is, never as a traceback."""
+"""A tiny error hierarchy: an AegisError is shown to the person as it is, never as a traceback.
+
+``exit_code`` is what the CLI exits with: 2 for input a person can fix (the default), 1 for a
+store or disk that failed under a run.
+"""
 
 from __future__ import annotations
 
 
 class AegisError(Exception):
     """An error whose message is meant for the person: it names what is wrong and how to fix it."""
+
+    exit_code = 2
 
 
 class SpecError(AegisError):
@@ -25,3 +31,9 @@ class ModelError(AegisError):
 
 class GuardRefusal(AegisError):
     """A guard inside a tool said no (no approval, over budget, retries exhausted)."""
+
+
+class StorageError(AegisError):
+    """A file Aegis keeps state in cannot be read or written (full disk, corrupt database); nothing was lost."""
+
+    exit_code = 1

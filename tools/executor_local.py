@@ -33,6 +33,7 @@ import psutil
 from tools.failures import classify_failure, error_lines
 from tools.render import RenderedScript
 from tools.spec import ExecutionResult, TrainingSpec
+from tools.stop import StopCheck
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 SECRET_PREFIXES = ("OPENAI_", "LANGSMITH_", "LANGCHAIN_", "MODAL_", "AWS_", "HF_TOKEN")
@@ -161,8 +162,13 @@ def run_local(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     gpu_price_usd_per_sec: float = 0.0,
     estimated_gpu_cost_usd: float | None = None,
+    should_stop: StopCheck | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ExecutionResult:
-    """Run one attempt to its end, its time limit, or Ctrl-C, and report what really happened."""
+    """Run one attempt to its end, its time limit, a stop request or Ctrl-C, and report what really happened.
+
+    on_start: called with the child's pid (its process group) as soon as it runs: the watchdog's hook.
+    """
     workdir = Path(workdir)
     log_path = workdir / "train.log"
     rendered.metrics_path.unlink(missing_ok=True)  # this attempt's lines only
@@ -187,6 +193,8 @@ def run_local(
         if memory_limit_mb is not None:
             _limit_memory(proc.pid, memory_limit_mb)
         try:
+            if on_start is not None:
+                on_start(proc.pid)
             while True:
                 try:
                     proc.wait(timeout=POLL_S)
@@ -198,6 +206,9 @@ def run_local(
                         on_progress(record)
                 if proc.returncode is not None:
                     break
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
                 if time.monotonic() - started > timeout_s:
                     timed_out = True
                     break
@@ -208,7 +219,7 @@ def run_local(
             kill_group(proc)
     duration = time.monotonic() - started
     tail.read_new()
-    return _result(
+    return result_from_records(
         spec,
         rendered,
         tail.records,
@@ -225,7 +236,7 @@ def run_local(
     )
 
 
-def _result(
+def result_from_records(
     spec: TrainingSpec,
     rendered: RenderedScript,
     records: list[dict[str, Any]],
@@ -253,7 +264,7 @@ def _result(
     failure = message = None
     if interrupted:
         status, failure = "interrupted", "interrupted"
-        message = f"interrupted by the person after {last.get('step', 0)} steps"
+        message = f"stopped on request after {last.get('step', 0)} steps"
     elif not completed:
         status = "failed"
         log_tail = _read_tail(log_path)

@@ -209,16 +209,21 @@ def run_on_modal(
     rendered: RenderedScript,
     *,
     estimated_seconds: float,
+    timeout_s: float | None = None,
     on_progress: ProgressFn | None = None,
 ) -> ExecutionResult:
-    """Run the rendered script on Modal; raise ModalNotConfigured (nothing ran) when Modal cannot be used."""
+    """Run the rendered script on Modal; raise ModalNotConfigured (nothing ran) when Modal cannot be used.
+
+    timeout_s: the attempt's limit as its hold paid for it (the spend store's ticket); by default
+    the one ``modal_timeout_s`` derives from the estimate.
+    """
     ok, hint = modal_status()
     if not ok:
         raise ModalNotConfigured(hint)
     import modal
 
     gpu_string = modal_gpu_spec(spec.target_gpu, spec.num_gpus)
-    timeout_s = modal_timeout_s(estimated_seconds)
+    timeout_s = int(timeout_s) if timeout_s is not None else modal_timeout_s(estimated_seconds)
     price_per_gpu_s = get_gpu(spec.target_gpu).price_usd_per_sec
     workdir = Path(workdir)
     log_path = workdir / "modal.log"
@@ -233,7 +238,7 @@ def run_on_modal(
         "gpu": spec.target_gpu,
         "num_gpus": spec.num_gpus,
         "price_usd_per_gpu_sec": price_per_gpu_s,
-        "timeout_s": timeout_s - SCRIPT_TIMEOUT_HEADROOM_S,
+        "timeout_s": max(timeout_s - SCRIPT_TIMEOUT_HEADROOM_S, timeout_s / 2),
     }
     volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
     app, function = build_app(gpu_string, timeout_s, volume=volume)

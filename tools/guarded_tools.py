@@ -19,19 +19,28 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command, interrupt
 
 from tools.approval import ApprovalAnswer, ApprovalRequest
-from tools.errors import AegisError
-from tools.gate import evaluate_gate
+from tools.attempt import default_timeout_s, render_preview, run_job
+from tools.errors import AegisError, GuardRefusal
+from tools.executor_modal import modal_status
 from tools.job import (
     JobState,
+    already_asked,
+    attempt_price,
     decide,
     estimate_job,
     evaluate_job,
     gate_job,
+    open_request,
     preflight_refusal,
+    ran_on,
     remediate_job,
-    render_job,
-    run_job,
+    set_spec,
 )
+from tools.policy.gate import attempt_limits
+from tools.policy.store import SpendStore
+from tools.spec import parse_spec
+from tools.stop import stop_requested
+from tools.worst_case import plan_worst_case
 
 TOOL_NAMES = (
     "estimate_cost",
@@ -77,6 +86,8 @@ def guarded(fn: Callable[..., tuple[JobState, dict[str, Any]]]) -> Callable[...,
         if not any(e.phase == "tool" and e.data.get("call_id") == call_id for e in job.folder.events()):
             job.record("tool", "started", f"{name} called", tool=name, args=kwargs, call_id=call_id)
         try:
+            if stop_requested(job.thread):
+                raise GuardRefusal("a stop was requested; nothing more is started in this thread")
             job, payload = fn(job, runtime, **kwargs)
         except GraphBubbleUp:
             raise
@@ -110,7 +121,7 @@ def _estimate_payload(job: JobState) -> dict[str, Any]:
         "total_params": bd.total_params,
         "soft_threshold_usd": job.policy.soft_threshold_usd,
         "max_budget_usd": job.policy.max_budget_usd,
-        "spent_usd": round(job.ledger.spent_usd, 4),
+        "spent_usd": round(SpendStore().money(job.thread).committed_usd, 4),
         "notes": bd.notes,
         "preflight": _preflight_payload(job),
         "spec": job.spec.model_dump(mode="json"),
@@ -130,9 +141,6 @@ def _preflight_payload(job: JobState) -> dict[str, Any] | None:
 @guarded
 def _estimate_cost(job: JobState, runtime: ToolRuntime, target_gpu: str | None = None) -> tuple[JobState, dict]:
     if target_gpu and job.spec is not None and target_gpu.strip().lower() != job.spec.target_gpu:
-        from tools.job import set_spec
-        from tools.spec import parse_spec
-
         new_spec = parse_spec({**job.spec.model_dump(), "target_gpu": target_gpu})
         job = set_spec(job, new_spec, source="agent (target_gpu)")
     job = estimate_job(job)
@@ -148,20 +156,28 @@ def _estimate_cost(job: JobState, runtime: ToolRuntime, target_gpu: str | None =
 
 
 def _worst_case(job: JobState) -> dict[str, Any]:
-    from tools.job import local_timeout_s
-    from tools.worst_case import plan_worst_case
-
+    """Every attempt the healing rules allow, priced, and what one attempt can bill before it is stopped."""
     assert job.spec is not None and job.estimate is not None
+    money = SpendStore().money(job.thread)
     worst = plan_worst_case(
-        job.spec, job.estimate, job.policy, max_retries=job.max_retries, spent_usd=job.ledger.spent_usd
+        job.spec,
+        job.estimate,
+        job.policy,
+        max_retries=job.max_retries,
+        spent_usd=money.committed_usd,
+        price_usd_per_s=attempt_price(job),
     )
-    bd = job.estimate.cost_breakdown
-    if job.spec.target_gpu == "cpu":
-        timeout = local_timeout_s(job)
-    else:
-        from tools.executor_modal import modal_timeout_s
-
-        timeout = float(modal_timeout_s(bd.estimated_seconds))
+    default, price = default_timeout_s(job), attempt_price(job)
+    try:
+        limits = attempt_limits(
+            estimated_seconds=ran_on(job).cost_breakdown.estimated_seconds,
+            price_usd_per_s=price,
+            default_timeout_s=default,
+            remaining_usd=job.policy.max_budget_usd - money.committed_usd,
+        )
+        timeout, most = limits.timeout_s, limits.hold_usd
+    except ValueError:
+        timeout, most = default, default * price
     return {
         "attempts": [a.model_dump(mode="json") for a in worst.attempts],
         "worst_case_usd": worst.worst_case_usd,
@@ -169,8 +185,28 @@ def _worst_case(job: JobState) -> dict[str, Any]:
         "dtype": worst.dtype,
         "num_gpus": worst.num_gpus,
         "timeout_s": timeout,
-        "max_attempt_cost_usd": timeout * bd.gpu_price_usd_per_sec * bd.num_gpus,
+        "max_attempt_cost_usd": most,
     }
+
+
+def _approval_request(job: JobState) -> ApprovalRequest:
+    assert job.spec is not None and job.estimate is not None and job.gate is not None and job.pending_request_id
+    return ApprovalRequest(
+        run_id=job.run_id,
+        request_id=job.pending_request_id,
+        spec_hash=job.spec.spec_hash(),
+        spec=job.spec.model_dump(mode="json"),
+        estimated_cost_usd=job.estimate.estimated_cost_usd,
+        estimated_duration_min=job.estimate.estimated_duration_min,
+        estimated_vram_gb=job.estimate.estimated_vram_gb,
+        fits=job.estimate.fits,
+        gpu=job.estimate.cost_breakdown.gpu,
+        spent_usd=job.gate.spent_usd,
+        soft_threshold_usd=job.policy.soft_threshold_usd,
+        max_budget_usd=job.policy.max_budget_usd,
+        reason=job.gate.reason,
+        **_worst_case(job),
+    )
 
 
 @guarded
@@ -184,57 +220,48 @@ def _request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, di
         }
     if job.estimate is None or job.spec is None or job.estimate_spec_hash != job.spec.spec_hash():
         raise AegisError("there is no cost estimate for the current spec; call estimate_cost first")
-    if preflight_refusal(job):
-        job = gate_job(job)  # refuses, and records why, before any person is asked
-        assert job.gate is not None
-        return job, {"ok": False, "status": "refused", "decided_by": None, "message": job.gate.reason}
-    outcome = evaluate_gate(job.estimate, job.policy, job.ledger.spent_usd)
-    if outcome.outcome == "needs_human":
-        request = ApprovalRequest(
-            run_id=job.run_id,
-            spec_hash=job.spec.spec_hash(),
-            spec=job.spec.model_dump(mode="json"),
-            estimated_cost_usd=job.estimate.estimated_cost_usd,
-            estimated_duration_min=job.estimate.estimated_duration_min,
-            estimated_vram_gb=job.estimate.estimated_vram_gb,
-            fits=job.estimate.fits,
-            gpu=job.estimate.cost_breakdown.gpu,
-            spent_usd=job.ledger.spent_usd,
-            soft_threshold_usd=job.policy.soft_threshold_usd,
-            max_budget_usd=job.policy.max_budget_usd,
-            reason=outcome.reason,
-            **_worst_case(job),
-        )
-        answer = ApprovalAnswer.model_validate(interrupt(request.model_dump(mode="json")))
+    key = runtime.tool_call_id or "request"
+    if not already_asked(job, key):
         job = gate_job(job)
-        job = decide(job, answer.decision, answer.decided_by)
-        if job.status == "planning":
+        assert job.gate is not None
+        if job.status != "awaiting_approval":
             return job, {
-                "ok": True,
-                "status": "optimized",
-                "decided_by": answer.decided_by,
-                "message": "the person asked to optimize: a cheaper spec is proposed and must go through "
-                "request_approval again",
-                **_estimate_payload(job),
+                "ok": job.status == "approved",
+                "status": job.status,
+                "decided_by": job.decided_by,
+                "message": job.gate.reason,
             }
+    # Resumed, this finds the question already on record with what was shown: nothing above the pause is
+    # decided or priced twice, and the answer goes to that same request.
+    job, shown = open_request(job, key, lambda asked: _approval_request(asked).model_dump_json())
+    payload = json.loads(shown)
+    answer = ApprovalAnswer.model_validate(interrupt(payload))
+    if answer.request_id != job.pending_request_id:
+        raise GuardRefusal("that answer was for another approval request; nothing was approved")
+    job = decide(job, answer.decision, answer.decided_by, answer_id=answer.answer_id)
+    if job.status == "planning":
         return job, {
-            "ok": job.status == "approved",
-            "status": job.status,
+            "ok": True,
+            "status": "optimized",
             "decided_by": answer.decided_by,
-            "message": f"{answer.decision} by {answer.decided_by}",
+            "message": "the person asked to optimize: a cheaper spec is proposed and must go through "
+            "request_approval again",
+            **_estimate_payload(job),
         }
-    job = gate_job(job)
+    message = f"{answer.decision} by {answer.decided_by}"
+    if job.status == "refused" and job.gate is not None:
+        message = f"refused: {job.gate.reason}"
     return job, {
         "ok": job.status == "approved",
         "status": job.status,
-        "decided_by": job.decided_by,
-        "message": outcome.reason,
+        "decided_by": answer.decided_by,
+        "message": message,
     }
 
 
 @guarded
 def _render_script(job: JobState, runtime: ToolRuntime) -> tuple[JobState, dict]:
-    job = render_job(job)
+    job = render_preview(job)
     assert job.rendered is not None
     return job, {
         "ok": True,
@@ -248,7 +275,12 @@ def _run(job: JobState, runtime: ToolRuntime, executor: str) -> tuple[JobState, 
     def progress(line: dict[str, Any]) -> None:
         runtime.stream_writer({"kind": "progress", "run_id": job.run_id, **line})
 
-    job = run_job(job.model_copy(update={"executor": executor}), on_progress=progress)
+    thread = job.thread
+    job = run_job(
+        job.model_copy(update={"executor": executor}),
+        on_progress=progress,
+        should_stop=lambda: stop_requested(thread),
+    )
     last = job.attempts[-1]
     payload = {
         "ok": last.status == "succeeded",
@@ -267,7 +299,7 @@ def _run(job: JobState, runtime: ToolRuntime, executor: str) -> tuple[JobState, 
         "tokens_per_s": round(last.tokens_per_s, 1),
         "peak_memory_mb": round(last.peak_memory_mb, 1),
         "actual_cost_usd": round(last.actual_cost_usd, 4),
-        "spent_usd": round(job.ledger.spent_usd, 4),
+        "spent_usd": round(SpendStore().money(job.thread).committed_usd, 4),
     }
     return job, payload
 
@@ -279,8 +311,6 @@ def _run_local(job: JobState, runtime: ToolRuntime) -> tuple[JobState, dict]:
 
 @guarded
 def _run_on_modal(job: JobState, runtime: ToolRuntime) -> tuple[JobState, dict]:
-    from tools.executor_modal import modal_status
-
     ok, hint = modal_status()
     if not ok:
         raise AegisError(f"Modal is not available: {hint}. Offer run_local instead.")

@@ -1,35 +1,47 @@
 """The job engine: one serialisable record of a fine-tuning job and the steps that move it.
 
-Both the deterministic pipeline (``aegis train``) and the agent's guarded tools call these
-steps, so a refusal means the same thing in both. Each step writes its events to the
-run's append-only log before it returns.
+Both the deterministic pipeline (``aegis train``) and the agent's guarded tools call these steps, so a
+refusal means the same thing in both. Money decisions are not made here: every step that grants,
+answers or ends asks the spend store (``tools.policy.store``), which holds the truth for every process.
+Each step writes its events to the run's append-only log before it returns.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.checkpointing import ResumePoint
-from tools.errors import AegisError, GuardRefusal
-from tools.gate import ApprovalRecord, GateOutcome, evaluate_gate, grant_approval
-from tools.ledger import SpendLedger
-from tools.paths import resolve_dataset_path
-from tools.preflight import PreflightReport
-from tools.runlog import RunFolder
-from tools.spec import (
-    BudgetPolicy,
-    CostEstimate,
-    Decision,
-    EvalResult,
-    ExecutionResult,
-    RunStatus,
-    TrainingSpec,
+from tools.actuals import apply_learning, learned_error, read_actuals
+from tools.catalog import get_gpu
+from tools.checkpointing import (
+    ResumePoint,
+    can_resume,
+    checkpoint_interval,
+    last_good_checkpoint,
+    max_loss_share,
+    price_resumed,
 )
+from tools.datafile import DataSnapshot, data_digest
+from tools.errors import AegisError, GuardRefusal
+from tools.estimator import estimate, read_dataset_stats, startup_seconds
+from tools.evals import EvalThresholds, run_evals
+from tools.local_models import resolve_model
+from tools.model_config import load_model_config, model_stats
+from tools.optimizer import optimize_spec
+from tools.paths import resolve_dataset_path
+from tools.policy.gate import ApprovalRecord, GateOutcome, minimum_hold_usd
+from tools.policy.ledger import SpendLedger
+from tools.policy.records import Binding, Grant
+from tools.policy.store import SpendStore
+from tools.preflight import PreflightReport, run_preflight
+from tools.remediation import plan_remediation
+from tools.report import plot_loss_curve, write_report
+from tools.runlog import RunFolder
+from tools.spec import BudgetPolicy, CostEstimate, Decision, EvalResult, ExecutionResult, RunStatus, TrainingSpec
 
 JobStatus = Literal[
     "planning",
@@ -43,6 +55,7 @@ JobStatus = Literal[
     "refused",
     "cancelled",
 ]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "interrupted", "cancelled", "refused"})
 Executor = Literal["local", "modal"]
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -58,22 +71,25 @@ class RenderedRef(BaseModel):
 
 
 class JobState(BaseModel):
-    """Everything the guards need, serialisable so LangGraph can checkpoint it."""
+    """Everything the steps need, serialisable so LangGraph can checkpoint it. Money lives in the spend store."""
 
     model_config = ConfigDict(extra="forbid")
 
     run_id: str
     run_dir: str
+    thread_id: str = ""
     spec: TrainingSpec | None = None
     policy: BudgetPolicy = Field(default_factory=BudgetPolicy)
     estimate: CostEstimate | None = None
     estimate_spec_hash: str | None = None
     local_estimate: CostEstimate | None = None
+    data_digest: str | None = Field(default=None, description="Digest of the data bytes the estimate read.")
     preflight: PreflightReport | None = None
     checkpoint_every: int | None = None
     resume: ResumePoint | None = None
     gate: GateOutcome | None = None
     approval: ApprovalRecord | None = None
+    pending_request_id: str | None = None
     decision: Decision | None = None
     decided_by: str | None = None
     ledger: SpendLedger = Field(default_factory=SpendLedger)
@@ -81,6 +97,7 @@ class JobState(BaseModel):
     max_retries: int = Field(default=3, ge=0, le=10)
     rendered: RenderedRef | None = None
     attempts: list[ExecutionResult] = Field(default_factory=list)
+    trained_data: DataSnapshot | None = Field(default=None, description="The copy the last attempt trained on.")
     remediations: list[dict[str, Any]] = Field(default_factory=list)
     eval_result: EvalResult | None = None
     report_path: str | None = None
@@ -92,6 +109,10 @@ class JobState(BaseModel):
     def folder(self) -> RunFolder:
         return RunFolder(Path(self.run_dir))
 
+    @property
+    def thread(self) -> str:
+        return self.thread_id or self.run_id
+
     def record(self, phase: str, status: RunStatus, message: str, **data: Any) -> None:
         self.folder.record(phase, status, message, data)
 
@@ -102,12 +123,17 @@ def new_job(
     max_retries: int = 3,
     executor: Executor = "local",
     run_id: str | None = None,
+    thread_id: str | None = None,
     local_memory_limit_mb: int | None = None,
 ) -> JobState:
+    """A new job in its own folder, registered with the spend store in its thread (its own, by default)."""
     folder = RunFolder.create(run_id)
+    thread = thread_id or folder.run_id
+    SpendStore().open_job(folder.run_id, thread, policy, max_retries)
     job = JobState(
         run_id=folder.run_id,
         run_dir=str(folder.root),
+        thread_id=thread,
         policy=policy,
         max_retries=max_retries,
         executor=executor,
@@ -120,19 +146,24 @@ def new_job(
         policy=policy.model_dump(),
         max_retries=max_retries,
         executor=executor,
+        thread_id=thread,
     )
     return job
 
 
 def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
-    """Adopt a spec after checking its data paths; any approval for an earlier spec stops matching."""
-    from tools.checkpointing import can_resume
+    """Adopt a spec after checking its data paths; any approval for an earlier spec stops matching.
 
+    Refused once the job was cancelled or closed: a person's cancel is not undone by a new estimate.
+    """
+    SpendStore().require_open(job.run_id)
     resolve_dataset_path(spec.dataset_path)
     if spec.eval_dataset_path:
         resolve_dataset_path(spec.eval_dataset_path)
     resume = job.resume if job.resume and job.spec and can_resume(job.spec, spec) else None
-    job = job.model_copy(update={"spec": spec, "status": "planning", "rendered": None, "resume": resume})
+    job = job.model_copy(
+        update={"spec": spec, "status": "planning", "rendered": None, "resume": resume, "pending_request_id": None}
+    )
     job.folder.write_json("spec.json", spec.model_dump(mode="json"))
     job.record(
         "spec", "completed", f"spec set by {source}", spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json")
@@ -142,13 +173,10 @@ def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
 
 def estimate_job(job: JobState) -> JobState:
     """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals."""
-    from tools.actuals import apply_learning, learned_error, read_actuals
-    from tools.checkpointing import checkpoint_interval, max_loss_share, price_resumed
-    from tools.estimator import estimate, read_dataset_stats, startup_seconds
-    from tools.model_config import load_model_config, model_stats
-
-    spec = _require_spec(job)
+    SpendStore().require_open(job.run_id)
+    spec = require_spec(job)
     job.record("estimate", "started", f"estimating {spec.method} of {spec.model_name} on {spec.target_gpu}")
+    digest = data_digest(spec.dataset_path, spec.eval_dataset_path)
     inputs = {
         "dataset_stats": read_dataset_stats(spec),
         "model_config": load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code),
@@ -175,8 +203,10 @@ def estimate_job(job: JobState) -> JobState:
             "estimate": target,
             "estimate_spec_hash": spec.spec_hash(),
             "local_estimate": local,
+            "data_digest": digest,
             "checkpoint_every": every,
             "resume": resume,
+            "pending_request_id": None,
         }
     )
     bd = target.cost_breakdown
@@ -187,6 +217,7 @@ def estimate_job(job: JobState) -> JobState:
         f"{target.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'})",
         estimate=target.model_dump(mode="json"),
         checkpoint_every=every,
+        data_digest=digest,
         resume=resume.model_dump(mode="json") if resume else None,
     )
     return preflight_job(job)
@@ -194,9 +225,7 @@ def estimate_job(job: JobState) -> JobState:
 
 def preflight_job(job: JobState) -> JobState:
     """The free local checks for the current spec, run with every estimate so no one is asked to pay for a dud."""
-    from tools.preflight import run_preflight
-
-    spec = _require_spec(job)
+    spec = require_spec(job)
     job.record("preflight", "started", "checking the data, the script and (for a GPU) a 2-step CPU smoke run")
     device = "cpu" if spec.target_gpu == "cpu" else "cuda"
     report = run_preflight(spec, job.folder.root / "preflight" / spec.spec_hash()[:12], device=device)
@@ -212,212 +241,163 @@ def preflight_job(job: JobState) -> JobState:
 
 def preflight_refusal(job: JobState) -> str | None:
     """Why pre-flight stops the current spec, or None when it passed for exactly this spec."""
-    spec = _require_spec(job)
+    spec = require_spec(job)
     if job.preflight is None or job.preflight.spec_hash != spec.spec_hash():
         return "pre-flight has not run for the current spec; estimate it first"
     return None if job.preflight.passed else job.preflight.summary()
 
 
+def binding(job: JobState) -> Binding:
+    """What an approval of the job's current spec is bound to."""
+    spec, est = require_spec(job), require_estimate(job)
+    if not job.data_digest:
+        raise GuardRefusal("the data has not been read for this estimate; estimate it first")
+    return Binding(spec_hash=spec.spec_hash(), estimate_hash=est.estimate_hash(), data_digest=job.data_digest)
+
+
+def ran_on(job: JobState) -> CostEstimate:
+    """The estimate of the machine the attempt really runs on: the target GPU on Modal, this CPU locally."""
+    est = require_estimate(job)
+    return est if job.executor == "modal" else (job.local_estimate or est)
+
+
+def attempt_price(job: JobState) -> float:
+    """Dollars per second the attempt bills: the GPUs on Modal; this machine (priced by configuration) locally."""
+    spec = require_spec(job)
+    if job.executor == "modal":
+        return get_gpu(spec.target_gpu).price_usd_per_sec * spec.num_gpus
+    return get_gpu("cpu").price_usd_per_sec
+
+
+def min_hold(job: JobState) -> float:
+    """What the next attempt must be allowed to bill at the least, on the machine it will run on."""
+    return minimum_hold_usd(ran_on(job).cost_breakdown.estimated_seconds, attempt_price(job))
+
+
+def _approval(grant: Grant) -> ApprovalRecord:
+    return ApprovalRecord(
+        grant_id=grant.grant_id,
+        decided_by=grant.decided_by,
+        spec_hash=grant.binding.spec_hash,
+        estimate_hash=grant.binding.estimate_hash,
+        data_digest=grant.binding.data_digest,
+        approved_usd=grant.approved_usd,
+        timestamp=datetime.fromtimestamp(grant.created, UTC),
+    )
+
+
 def gate_job(job: JobState) -> JobState:
-    """Ask the FinOps gate; auto-approval is granted here, and only here, by policy."""
-    spec, estimate = _require_spec(job), _require_estimate(job)
-    outcome = evaluate_gate(estimate, job.policy, job.ledger.spent_usd)
+    """Ask the FinOps gate; the store grants by policy in the same transaction that read the thread's money."""
+    est = require_estimate(job)
     stopped = preflight_refusal(job)
+    store = SpendStore()
     if stopped:
-        outcome = outcome.model_copy(update={"outcome": "refused", "reason": stopped})
-    update: dict[str, Any] = {"gate": outcome}
-    if outcome.outcome == "approved":
+        refusal = {"outcome": "refused", "reason": stopped}
+        outcome, grant = store.gate(job.run_id, est, min_hold(job)).model_copy(update=refusal), None
+    else:
+        outcome, grant = store.grant_by_policy(job.run_id, binding(job), est, min_hold(job))
+    update: dict[str, Any] = {"gate": outcome, "approval": None, "pending_request_id": None}
+    if grant is not None:
         update |= {
-            "approval": grant_approval(spec, estimate, "policy:auto"),
+            "approval": _approval(grant),
             "status": "approved",
             "decision": "approve",
-            "decided_by": "policy:auto",
+            "decided_by": grant.decided_by,
         }
     elif outcome.outcome == "refused":
-        update |= {"status": "refused", "approval": None}
+        update |= {"status": "refused"}
     else:
-        update |= {"status": "awaiting_approval", "approval": None}
+        update |= {"status": "awaiting_approval"}
     job = job.model_copy(update=update)
     status: RunStatus = "failed" if outcome.outcome == "refused" else "completed"
-    job.record("gate", status, f"{outcome.outcome}: {outcome.reason}", gate=outcome.model_dump(mode="json"))
+    job.record(
+        "gate",
+        status,
+        f"{outcome.outcome}: {outcome.reason}",
+        gate=outcome.model_dump(mode="json"),
+        grant_id=grant.grant_id if grant else None,
+    )
     return job
 
 
-def decide(job: JobState, decision: Decision, decided_by: str) -> JobState:
-    """Apply a person's answer at the gate. Approving never overrides a refusal.
+def open_request(job: JobState, key: str, shown: Callable[[JobState], str] = lambda job: "{}") -> tuple[JobState, str]:
+    """Put the question to a person on record; returns the job and what the person is shown.
+
+    ``shown`` renders the question once its request id is known. The same key (a tool call re-run when
+    its pause is resumed) finds the same request and the payload first shown, without asking the gate again.
+    """
+    store = SpendStore()
+    found = store.request_shown(job.run_id, key)
+    if found is not None:
+        request_id, payload = found
+        gate = store.gate(job.run_id, require_estimate(job), min_hold(job))
+        update = {"status": "awaiting_approval", "pending_request_id": request_id, "gate": gate}
+        return job.model_copy(update=update), payload
+    if job.status != "awaiting_approval":
+        raise GuardRefusal(f"there is nothing to ask a person (status: {job.status})")
+    asked = job.model_copy(update={"pending_request_id": f"req-{job.run_id}-{key}"})
+    payload = shown(asked)
+    store.open_request(job.run_id, binding(job), require_estimate(job).estimated_cost_usd, key, payload)
+    return asked, payload
+
+
+def already_asked(job: JobState, key: str) -> bool:
+    return SpendStore().request_shown(job.run_id, key) is not None
+
+
+def decide(job: JobState, decision: Decision, decided_by: str, *, answer_id: str) -> JobState:
+    """Apply a person's answer to the pending request, once. Approving never overrides a refusal.
 
     Optimize leaves the job in "planning" with the proposed spec estimated: it goes back through the gate.
     """
-    spec, estimate = _require_spec(job), _require_estimate(job)
+    spec, est = require_spec(job), require_estimate(job)
+    if job.pending_request_id is None or job.status != "awaiting_approval":
+        raise GuardRefusal(f"there is no pending approval to answer (status: {job.status})")
+    answered = SpendStore().answer(
+        job.pending_request_id,
+        answer_id=answer_id,
+        decision=decision,
+        decided_by=decided_by,
+        estimate=est,
+        min_hold_usd=min_hold(job),
+    )
+    job = job.model_copy(update={"pending_request_id": None, "decision": decision, "decided_by": decided_by})
     if decision == "cancel":
-        job = job.model_copy(update={"status": "cancelled", "decision": "cancel", "decided_by": decided_by})
+        job = job.model_copy(update={"status": "cancelled"})
         job.record("approval", "completed", f"cancelled by {decided_by}; nothing will run", decided_by=decided_by)
         return job
     if decision == "optimize":
-        from tools.optimizer import optimize_spec
-
         job.record("approval", "completed", f"optimize requested by {decided_by}", decided_by=decided_by)
-        proposal = optimize_spec(spec, job.policy, spent_usd=job.ledger.spent_usd)
+        spent = SpendStore().money(job.thread).committed_usd
+        proposal = optimize_spec(spec, job.policy, spent_usd=spent)
         job.record("optimize", "completed", proposal.summary, changes=proposal.changes)
-        job = set_spec(job, proposal.spec, source="optimizer")
-        return estimate_job(job)
-    if job.gate is None or job.status != "awaiting_approval":
-        raise GuardRefusal(f"there is no pending approval to answer (status: {job.status})")
-    if job.gate.outcome != "needs_human":
-        raise GuardRefusal(f"the gate {job.gate.outcome} this run; a person's approval cannot change that")
-    approval = grant_approval(spec, estimate, decided_by)
-    job = job.model_copy(
-        update={"approval": approval, "status": "approved", "decision": "approve", "decided_by": decided_by}
-    )
+        return estimate_job(set_spec(job, proposal.spec, source="optimizer"))
+    if answered.grant is None:
+        reason = answered.gate.reason if answered.gate else "the gate refused"
+        job = job.model_copy(update={"status": "refused", "gate": answered.gate or job.gate, "approval": None})
+        job.record("approval", "failed", f"approval by {decided_by} refused: a person cannot lift the gate ({reason})")
+        return job
+    approval = _approval(answered.grant)
+    job = job.model_copy(update={"approval": approval, "status": "approved"})
     job.record(
         "approval",
         "completed",
-        f"approved by {decided_by} for ${estimate.estimated_cost_usd:.4f}",
+        f"approved by {decided_by} for ${est.estimated_cost_usd:.4f}",
         approval=approval.model_dump(mode="json"),
     )
     return job
 
 
-def render_job(job: JobState) -> JobState:
-    from tools.local_models import resolve_model
-    from tools.render import render_script
-
-    spec = _require_spec(job)
-    attempt = len(job.attempts) + 1
-    workdir = job.folder.attempt_dir(attempt)
-    model = resolve_model(spec.model_name)
-    eval_path = resolve_dataset_path(spec.eval_dataset_path) if spec.eval_dataset_path else None
-    device = "cuda" if job.executor == "modal" else "cpu"
-    rendered = render_script(
-        spec,
-        workdir,
-        model_path=model.path,
-        dataset_path=resolve_dataset_path(spec.dataset_path),
-        eval_dataset_path=eval_path,
-        device=device,
-        extra={"checkpoint_every": job.checkpoint_every, "resume_from": job.resume.path if job.resume else None},
-    )
-    ref = RenderedRef(
-        attempt=attempt,
-        workdir=str(workdir),
-        script_path=str(rendered.script_path),
-        config_path=str(rendered.config_path),
-        spec_hash=spec.spec_hash(),
-    )
-    job = job.model_copy(update={"rendered": ref})
-    job.record(
-        "render",
-        "completed",
-        f"rendered {rendered.script_path.name} for attempt {attempt}",
-        script=str(rendered.script_path),
-        config=str(rendered.config_path),
-    )
-    return job
-
-
-def local_timeout_s(job: JobState) -> float:
-    """Generous wall-clock limit from the CPU estimate; AEGIS_LOCAL_TIMEOUT_S overrides it.
-
-    Local runs cost nothing, so the limit only has to catch a hung job: 4x the estimate plus 10
-    minutes, at least 30 minutes (a busy laptop can run several times slower than the estimate).
-    """
-    if "AEGIS_LOCAL_TIMEOUT_S" in os.environ:
-        return float(os.environ["AEGIS_LOCAL_TIMEOUT_S"])
-    seconds = job.local_estimate.cost_breakdown.estimated_seconds if job.local_estimate else 600.0
-    return max(1800.0, 4.0 * seconds + 600.0)
-
-
-def run_job(job: JobState, *, on_progress: ProgressFn | None = None) -> JobState:
-    """Start one attempt, only after the guard says yes, and book what it really cost."""
-    from tools.actuals import record_actual
-    from tools.guards import may_start_run
-
-    may_start_run(job)
-    spec, estimate = _require_spec(job), _require_estimate(job)
-    if job.rendered is None or job.rendered.spec_hash != spec.spec_hash():
-        job = render_job(job)
-    assert job.rendered is not None
-    attempt = job.rendered.attempt
-    job.record("train", "started", f"attempt {attempt} on {job.executor}", attempt=attempt, spec_hash=spec.spec_hash())
-    job = job.model_copy(update={"status": "running"})
-    result = _execute(job, on_progress)
-    ran_on = job.estimate if job.executor == "modal" else (job.local_estimate or job.estimate)
-    record_actual(job.run_id, attempt, ran_on, result)
-    ledger = job.ledger.record(
-        attempt=attempt,
-        run_id=job.run_id,
-        status=result.status,
-        estimated_usd=estimate.estimated_cost_usd,
-        actual_usd=result.actual_cost_usd,
-    )
-    status: JobStatus = {"succeeded": "running", "interrupted": "interrupted"}.get(result.status, "failed")  # type: ignore[assignment]
-    job = job.model_copy(
-        update={"attempts": [*job.attempts, result], "ledger": ledger, "status": status, "rendered": None}
-    )
-    summary = result.model_dump(mode="json", exclude={"loss_curve"})
-    if result.status == "succeeded":
-        job.record(
-            "train",
-            "completed",
-            f"attempt {attempt} finished: loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}, "
-            f"{result.tokens_per_s:.0f} tokens/s, {result.duration_s:.0f} s",
-            result=summary,
-        )
-    else:
-        event_status: RunStatus = "interrupted" if result.status == "interrupted" else "failed"
-        job.record(
-            "train",
-            event_status,
-            f"attempt {attempt} {result.status}: {result.failure_class} — {result.error_message or 'no error text'}",
-            result=summary,
-        )
-    return job
-
-
-def _execute(job: JobState, on_progress: ProgressFn | None) -> ExecutionResult:
-    from tools.catalog import get_gpu
-    from tools.render import RenderedScript
-
-    assert job.rendered is not None and job.spec is not None and job.estimate is not None
-    rendered = RenderedScript.from_paths(Path(job.rendered.script_path), Path(job.rendered.config_path))
-    workdir = Path(job.rendered.workdir)
-    if job.executor == "modal":
-        from tools.executor_modal import run_on_modal
-
-        return run_on_modal(
-            job.spec,
-            workdir,
-            rendered,
-            estimated_seconds=job.estimate.cost_breakdown.estimated_seconds,
-            on_progress=on_progress,
-        )
-    from tools.executor_local import run_local
-
-    return run_local(
-        job.spec,
-        workdir,
-        rendered,
-        timeout_s=local_timeout_s(job),
-        memory_limit_mb=job.local_memory_limit_mb,
-        on_progress=on_progress,
-        gpu_price_usd_per_sec=get_gpu("cpu").price_usd_per_sec,
-        estimated_gpu_cost_usd=job.estimate.estimated_cost_usd,
-    )
-
-
 def evaluate_job(job: JobState, thresholds: Any = None) -> JobState:
-    from tools.evals import EvalThresholds, run_evals
-    from tools.local_models import resolve_model
-
-    spec = _require_spec(job)
-    if not job.attempts or job.attempts[-1].status != "succeeded":
+    spec = require_spec(job)
+    if not job.attempts or job.attempts[-1].status != "succeeded" or job.trained_data is None:
         raise GuardRefusal("there is no successful training attempt to evaluate")
     job.record("evals", "started", "evaluating the trained model against the base model")
     result = run_evals(
         spec,
         job.attempts[-1],
         base_model_path=resolve_model(spec.model_name).path,
-        dataset_path=resolve_dataset_path(spec.dataset_path),
+        dataset_path=Path(job.trained_data.train_path),
         thresholds=thresholds or EvalThresholds.from_config(),
     )
     status: JobStatus = "succeeded" if result.passed else "failed"
@@ -438,10 +418,7 @@ def remediate_job(job: JobState) -> JobState:
 
     The healed spec is estimated but not approved: it goes back through the gate like any other spec.
     """
-    from tools.checkpointing import can_resume, last_good_checkpoint
-    from tools.remediation import plan_remediation
-
-    spec = _require_spec(job)
+    spec = require_spec(job)
     if not job.attempts or job.attempts[-1].status == "succeeded":
         raise GuardRefusal("the last attempt did not fail; there is nothing to remediate")
     if job.remediations and job.remediations[-1]["attempt"] == len(job.attempts):
@@ -494,9 +471,8 @@ def remediate_job(job: JobState) -> JobState:
 
 
 def report_job(job: JobState, outcome: str | None = None) -> JobState:
-    from tools.report import plot_loss_curve, write_report
-
-    spec = _require_spec(job)
+    """Write the report, then close the job in the spend store: nothing more may start in it."""
+    spec = require_spec(job)
     plot_loss_curve(job.attempts, job.folder.loss_curve_path)
     gate = {
         "outcome": job.gate.outcome if job.gate else "not evaluated",
@@ -521,16 +497,17 @@ def report_job(job: JobState, outcome: str | None = None) -> JobState:
     )
     job = job.model_copy(update={"report_path": str(path)})
     job.record("report", "completed", f"report written to {path}", path=str(path))
+    SpendStore().close(job.run_id, f"ended {final}; report written")
     return job
 
 
-def _require_spec(job: JobState) -> TrainingSpec:
+def require_spec(job: JobState) -> TrainingSpec:
     if job.spec is None:
         raise AegisError("there is no training spec yet")
     return job.spec
 
 
-def _require_estimate(job: JobState) -> CostEstimate:
+def require_estimate(job: JobState) -> CostEstimate:
     if job.estimate is None or job.spec is None or job.estimate_spec_hash != job.spec.spec_hash():
         raise GuardRefusal("there is no cost estimate for the current spec; estimate it first")
     return job.estimate

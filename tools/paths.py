@@ -41,15 +41,21 @@ def allowed_data_dirs() -> list[Path]:
 
 def resolve_dataset_path(path: str | os.PathLike[str]) -> Path:
     """Resolve a dataset path, refusing anything outside the allowed folders or missing."""
-    raw = Path(path).expanduser()
+    text = os.fspath(path)
+    if not isinstance(text, str) or any(ord(ch) < 32 for ch in text):
+        raise DataError(f"dataset_path {text!r} holds a control character (a NUL byte or a newline); name a real file")
+    raw = Path(text).expanduser()
     candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, PROJECT_ROOT / raw]
     allowed = allowed_data_dirs()
     for candidate in candidates:
-        resolved = candidate.resolve()
-        if not any(resolved.is_relative_to(root) for root in allowed):
-            continue
-        if resolved.is_file():
-            return resolved
+        try:
+            resolved = candidate.resolve()
+            if not any(resolved.is_relative_to(root) for root in allowed):
+                continue
+            if resolved.is_file():
+                return resolved
+        except OSError as exc:  # a name too long, a loop of links, a folder we may not enter
+            raise DataError(f"dataset_path '{path}' cannot be used: {exc.strerror or exc}") from None
     resolved = candidates[0].resolve()
     if not any(c.resolve().is_relative_to(root) for c in candidates for root in allowed):
         roots = ", ".join(str(r) for r in allowed)

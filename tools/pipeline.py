@@ -6,8 +6,11 @@ retry bound and the budget allow → report. The same job steps and guards as th
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Callable
 
+from tools.attempt import run_job
 from tools.errors import GuardRefusal
 from tools.job import (
     JobState,
@@ -16,9 +19,9 @@ from tools.job import (
     estimate_job,
     evaluate_job,
     gate_job,
+    open_request,
     remediate_job,
     report_job,
-    run_job,
     set_spec,
 )
 from tools.remediation import REMEDIATE_ON
@@ -33,7 +36,12 @@ def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: 
     job = estimate_job(job)
     job = _through_gate(gate_job(job), ask)
     while job.status == "approved":
-        job = run_job(job, on_progress=on_progress)
+        try:
+            job = run_job(job, on_progress=on_progress)
+        except GuardRefusal as exc:
+            job.record("train", "failed", f"refused: {exc}", refused=True)
+            job = job.model_copy(update={"status": "refused"})
+            break
         last = job.attempts[-1]
         if last.status == "succeeded":
             job = evaluate_job(job)
@@ -64,6 +72,7 @@ def _through_gate(job: JobState, ask: AskFn) -> JobState:
             job = gate_job(job)
         if job.status != "awaiting_approval":
             return job
+        job, _shown = open_request(job, secrets.token_hex(8))
         decision, who = ask(job)
-        job = decide(job, decision, who)
+        job = decide(job, decision, who, answer_id=uuid.uuid4().hex)
     return job

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from tools.errors import SpecError
 
+MAX_CONFIG_BYTES = 256 * 1024
 Method = Literal["full_finetune", "lora", "qlora"]
 DatasetFormat = Literal["auto", "text", "prompt_completion", "instruction", "messages"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -42,7 +43,7 @@ AwareUTC = Annotated[datetime, AfterValidator(_aware_utc)]
 class TrainingSpec(BaseModel):
     """One fine-tuning job. Every field that changes memory or time is modelled by the estimator."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     method: Method = "lora"
     model_name: str = Field(min_length=1, max_length=300)
@@ -50,12 +51,12 @@ class TrainingSpec(BaseModel):
     dataset_format: DatasetFormat = "auto"
     eval_dataset_path: str | None = Field(default=None, max_length=1000)
     num_epochs: int = Field(default=3, ge=1, le=100)
-    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+    max_steps: int | None = Field(default=None, ge=1, le=10**8, description="Stop after this many optimizer steps.")
     micro_batch_size: int = Field(default=4, ge=1, le=1024)
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
     learning_rate: float = Field(default=5e-5, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, le=10**8)
     weight_decay: float = Field(default=0.0, ge=0, le=1)
     seq_len: int = Field(default=512, ge=16, le=131072)
     target_gpu: str = "a10g"
@@ -64,10 +65,10 @@ class TrainingSpec(BaseModel):
     lora_alpha: int = Field(default=32, ge=1, le=4096)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     lora_target_modules: list[str] | None = Field(
-        default=None, description="None: the attention projections of the model's architecture."
+        default=None, max_length=64, description="None: the attention projections of the model's architecture."
     )
     eval_split: float = Field(default=0.1, ge=0, le=0.5)
-    seed: int = Field(default=42, ge=0)
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
     gradient_checkpointing: bool = False
     packing: bool = True
     precision: Precision = "auto"
@@ -78,6 +79,13 @@ class TrainingSpec(BaseModel):
     def _finite_lr(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("model_name", "dataset_path", "eval_dataset_path")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not hold control characters (a NUL byte, a newline, a tab)")
         return value
 
     @field_validator("target_gpu")
@@ -97,7 +105,7 @@ class TrainingSpec(BaseModel):
             if not value:
                 raise ValueError("must name at least one module, or be left out")
             for name in value:
-                if not name.replace("_", "").replace(".", "").isalnum():
+                if len(name) > 200 or not name.replace("_", "").replace(".", "").isalnum():
                     raise ValueError(f"'{name}' is not a module name")
         return value
 
@@ -118,7 +126,7 @@ class TrainingSpec(BaseModel):
 class BudgetPolicy(BaseModel):
     """Set by whoever runs the service. A chat request may tighten it for its run, never loosen it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     max_budget_usd: float = Field(default=5.00, ge=0)
     soft_threshold_usd: float = Field(default=2.00, ge=0)
@@ -304,17 +312,36 @@ def format_validation_error(exc: ValidationError, what: str = "spec") -> list[st
 
 
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise SpecError([f"{what} file '{path}' does not exist"])
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SpecError([f"{what} file '{path}' is not valid {path.suffix.lstrip('.') or 'YAML'}: {first}"]) from None
+        if not path.is_file():
+            raise SpecError([f"{what} file '{path}' does not exist (or is not a file)"])
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise SpecError([f"{what} file '{path}' is over {MAX_CONFIG_BYTES // 1024} KB; a {what} is a few lines"])
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        reason = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise SpecError([f"{what} file '{path}' cannot be read: {reason}"]) from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            [f"{what} file '{path}' is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([f"{what} file '{path}' is not valid YAML: {_yaml_problem(exc)}"]) from None
+    except RecursionError:
+        raise SpecError([f"{what} file '{path}' is not usable {kind}: nested too deeply"]) from None
     if not isinstance(data, dict):
         raise SpecError([f"{what} file '{path}' must hold a mapping of field: value"])
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, as a person fixing the file wants it: 'line 3, column 9: mapping values are not allowed'."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def parse_spec(data: dict[str, Any]) -> TrainingSpec:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from tools.errors import GuardRefusal
+from tools.policy.gate import MONEY_EPSILON, minimum_hold_usd
 from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
 
 
@@ -36,9 +37,20 @@ class WorstCase(BaseModel):
 
 
 def plan_worst_case(
-    spec: TrainingSpec, estimate: CostEstimate, policy: BudgetPolicy, *, max_retries: int, spent_usd: float
+    spec: TrainingSpec,
+    estimate: CostEstimate,
+    policy: BudgetPolicy,
+    *,
+    max_retries: int,
+    spent_usd: float,
+    price_usd_per_s: float = 0.0,
 ) -> WorstCase:
-    """Price every attempt the rules allow and count how many retries the remaining budget covers."""
+    """Price every attempt the rules allow and count how many retries the remaining budget covers.
+
+    A retry is covered when what the attempts before it cost, plus the least its own time limit can bill
+    (``minimum_hold_usd`` at ``price_usd_per_s``, the runner's price), stays under the hard limit: the
+    rule the spend store applies when the retry starts.
+    """
     from tools.estimator import estimate as price
     from tools.estimator import read_dataset_stats
     from tools.model_config import load_model_config
@@ -55,6 +67,7 @@ def plan_worst_case(
             estimated_minutes=estimate.estimated_duration_min,
         )
     ]
+    holds = [minimum_hold_usd(estimate.cost_breakdown.estimated_seconds, price_usd_per_s)]
     current = spec
     for retry in range(max_retries):
         try:
@@ -72,11 +85,12 @@ def plan_worst_case(
                 estimated_minutes=cost.estimated_duration_min,
             )
         )
+        holds.append(minimum_hold_usd(cost.cost_breakdown.estimated_seconds, price_usd_per_s))
     allowed, running = 0, spent_usd + attempts[0].estimated_cost_usd
-    for later in attempts[1:]:
-        running += later.estimated_cost_usd
-        if running > policy.max_budget_usd + 1e-9:
+    for later, hold in zip(attempts[1:], holds[1:], strict=True):
+        if running + max(later.estimated_cost_usd, hold) > policy.max_budget_usd + MONEY_EPSILON:
             break
+        running += later.estimated_cost_usd
         allowed += 1
     return WorstCase(
         attempts=attempts,

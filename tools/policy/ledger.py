@@ -1,6 +1,7 @@
-"""Money spent so far, attempt by attempt: failed attempts cost money too and count against the budget.
+"""One job's attempts and what each cost, as the job and its report show them.
 
-The ledger is an immutable value (``record`` returns a new one) so it can live in LangGraph state.
+An immutable value (``record`` returns a new one) so it can live in LangGraph state. It decides
+nothing: the spend store (``tools.policy.store``) holds the money a decision reads.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import GuardRefusal
-from tools.gate import MONEY_EPSILON
-from tools.spec import AwareUTC, BudgetPolicy
+from tools.spec import AwareUTC
 
 
 class SpendEntry(BaseModel):
@@ -57,13 +56,3 @@ class SpendLedger(BaseModel):
             timestamp=timestamp or datetime.now(UTC),
         )
         return SpendLedger(entries=(*self.entries, entry))
-
-
-def check_can_spend(ledger: SpendLedger, policy: BudgetPolicy, next_estimate_usd: float) -> None:
-    """Raise GuardRefusal when what was spent plus the next attempt's estimate would pass the hard limit."""
-    spent = ledger.spent_usd
-    if spent + next_estimate_usd > policy.max_budget_usd + MONEY_EPSILON:
-        raise GuardRefusal(
-            f"over budget: ${spent:.2f} already spent plus ${next_estimate_usd:.2f} for the next attempt "
-            f"exceeds the hard limit of ${policy.max_budget_usd:.2f}"
-        )

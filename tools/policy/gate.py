@@ -1,0 +1,144 @@
+"""The FinOps gate's rules and an attempt's money limits: pure functions over values, no I/O.
+
+The spend store (``tools.policy.store``) applies them inside its transactions, with the thread's
+money read in the same transaction, so no text a model writes and no second process reaches a branch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.spec import AwareUTC, BudgetPolicy, CostEstimate
+
+AUTO_APPROVER = "policy:auto"
+# Float sums of dollar amounts must not flip a decision at the exact limit.
+MONEY_EPSILON = 1e-9
+# What an attempt may bill beyond its time limit: start-up before the clock and the grace of the kill.
+HOLD_MARGIN_S = 30.0
+# An attempt whose time limit (cut to what the budget left can pay) is under this multiple of its
+# estimate would most likely be stopped before it finishes: that money is refused, not risked.
+MIN_TIME_COVER = 1.25
+DECIDER_PATTERN = r"^(policy|person):[A-Za-z0-9_.@-]+$"
+
+
+class GateOutcome(BaseModel):
+    """What the gate decided, and the figures it decided on (shown in the report's Cost Gate Decision)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    outcome: Literal["approved", "refused", "needs_human"]
+    reason: str
+    estimate_usd: float
+    spent_usd: float = Field(description="Money captured and held in the thread when the gate decided.")
+    soft_threshold_usd: float
+    max_budget_usd: float
+    fits: bool
+    decided_by: str | None = Field(default=None, description="'policy:auto' when the policy approved on its own.")
+
+
+class ApprovalRecord(BaseModel):
+    """A grant as the job shows it: one attempt of exactly one spec, estimate and data, up to approved_usd."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decision: Literal["approve"] = "approve"
+    grant_id: str = Field(min_length=1)
+    decided_by: str = Field(pattern=DECIDER_PATTERN)
+    spec_hash: str = Field(min_length=1)
+    estimate_hash: str = Field(min_length=1)
+    data_digest: str = Field(min_length=1)
+    approved_usd: float = Field(ge=0)
+    timestamp: AwareUTC
+
+
+class AttemptLimits(BaseModel):
+    """When an attempt is stopped, and so the most it can bill: what its hold reserves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(gt=0)
+    hold_usd: float = Field(ge=0)
+    budget_capped: bool = Field(description="True when the money left, not the default limit, set the timeout.")
+
+
+def minimum_hold_usd(estimated_seconds: float, price_usd_per_s: float) -> float:
+    """The least an attempt must be allowed to bill: a time limit of MIN_TIME_COVER x its estimate, plus margin."""
+    return (MIN_TIME_COVER * estimated_seconds + HOLD_MARGIN_S) * price_usd_per_s
+
+
+def evaluate_gate(
+    estimate: CostEstimate, policy: BudgetPolicy, spent_usd: float = 0.0, min_hold_usd: float = 0.0
+) -> GateOutcome:
+    """Refuse over the hard limit or when the job cannot fit; auto-approve at or under the soft threshold.
+
+    min_hold_usd: what the attempt's time limit can bill at the least (``minimum_hold_usd``); the money left
+    must cover it, or the attempt could only start with a limit that would cut it short.
+    """
+    cost = estimate.estimated_cost_usd
+    total = spent_usd + cost
+    b = estimate.cost_breakdown
+
+    def outcome(kind: Literal["approved", "refused", "needs_human"], reason: str) -> GateOutcome:
+        return GateOutcome(
+            outcome=kind,
+            reason=reason,
+            estimate_usd=cost,
+            spent_usd=spent_usd,
+            soft_threshold_usd=policy.soft_threshold_usd,
+            max_budget_usd=policy.max_budget_usd,
+            fits=b.fits,
+            decided_by=AUTO_APPROVER if kind == "approved" else None,
+        )
+
+    spend = f"estimate ${cost:.2f}" + (f" plus ${spent_usd:.2f} already spent or held" if spent_usd else "")
+    if total > policy.max_budget_usd + MONEY_EPSILON:
+        return outcome("refused", f"{spend} exceeds the hard limit of ${policy.max_budget_usd:.2f}")
+    if spent_usd + min_hold_usd > policy.max_budget_usd + MONEY_EPSILON:
+        return outcome(
+            "refused",
+            f"the attempt's time limit must allow {MIN_TIME_COVER:g}x its estimated time, so it can bill up to "
+            f"${min_hold_usd:.2f}; with ${spent_usd:.2f} already spent or held that exceeds the hard limit of "
+            f"${policy.max_budget_usd:.2f} (the estimate alone is ${cost:.2f})",
+        )
+    if not b.fits:
+        return outcome(
+            "refused",
+            f"the job does not fit: {estimate.estimated_vram_gb:.1f} GB needed per GPU, "
+            f"{b.gpu_memory_gb:g} GB on {b.gpu}",
+        )
+    if total <= policy.soft_threshold_usd + MONEY_EPSILON and policy.allow_auto_approve:
+        return outcome("approved", f"{spend} is within the soft threshold of ${policy.soft_threshold_usd:.2f}")
+    if total <= policy.soft_threshold_usd + MONEY_EPSILON:
+        return outcome("needs_human", f"{spend} is within the soft threshold, but auto-approve is off")
+    return outcome(
+        "needs_human",
+        f"{spend} is above the soft threshold of ${policy.soft_threshold_usd:.2f} "
+        f"(hard limit ${policy.max_budget_usd:.2f}); a person must approve",
+    )
+
+
+def attempt_limits(
+    *, estimated_seconds: float, price_usd_per_s: float, default_timeout_s: float, remaining_usd: float
+) -> AttemptLimits:
+    """The attempt's time limit, cut to what the money left can pay, and the hold that covers it.
+
+    Raises ValueError with the reason when the money left cannot cover the attempt's estimated time.
+    """
+    if price_usd_per_s <= 0:
+        return AttemptLimits(timeout_s=default_timeout_s, hold_usd=0.0, budget_capped=False)
+    affordable_s = max(0.0, remaining_usd + MONEY_EPSILON) / price_usd_per_s - HOLD_MARGIN_S
+    timeout = min(default_timeout_s, affordable_s)
+    if not math.isfinite(timeout) or timeout < MIN_TIME_COVER * estimated_seconds or timeout <= 0:
+        raise ValueError(
+            f"the ${max(remaining_usd, 0.0):.2f} left under the hard limit pays for {max(affordable_s, 0.0) / 60:.1f} "
+            f"min at ${price_usd_per_s * 3600:.2f}/h, and this attempt is estimated at {estimated_seconds / 60:.1f} min "
+            f"(its time limit must be at least {MIN_TIME_COVER:g}x that)"
+        )
+    return AttemptLimits(
+        timeout_s=timeout,
+        hold_usd=(timeout + HOLD_MARGIN_S) * price_usd_per_s,
+        budget_capped=timeout < default_timeout_s,
+    )

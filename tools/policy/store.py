@@ -1,0 +1,381 @@
+"""The spend authority: approvals, holds and spends in one durable store shared by every process.
+
+Money is handled as payment systems handle it. A grant (an approval) authorizes one attempt of
+exactly one spec, estimate and set of data bytes. Starting the attempt consumes the grant and places
+a hold for the most the attempt can bill (its time limit x price); its end captures what it really
+billed and releases the rest. Every decision is one SQLite transaction that reads the thread's money
+and writes its answer together, so parallel tool calls, two processes resuming one thread, a cancel
+followed by a new estimate, or a crash between two steps can neither start two attempts on one
+grant nor spend past the hard limit: the loser gets a refusal in words.
+
+``SpendStore.start_attempt`` is the only code that answers "may this attempt start?"; it takes values.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from tools.errors import GuardRefusal
+from tools.paths import aegis_home
+from tools.policy.db import (
+    attempt_from,
+    grant_from,
+    insert_grant,
+    new_id,
+    read_job,
+    require_open,
+    thread_money,
+    transaction,
+)
+from tools.policy.gate import GateOutcome, attempt_limits, evaluate_gate
+from tools.policy.records import (
+    Answered,
+    AttemptRow,
+    Binding,
+    Grant,
+    GrantState,
+    HoldState,
+    JobRecord,
+    Lifecycle,
+    Money,
+    RequestState,
+    Ticket,
+)
+from tools.spec import BudgetPolicy, CostEstimate, Decision
+
+
+def default_store_path() -> Path:
+    return Path(os.environ.get("AEGIS_SPEND_DB") or aegis_home() / "spend.sqlite").expanduser()
+
+
+class SpendStore:
+    """Every money decision of every process on this machine, one transaction each."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path is not None else default_store_path()
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def open_job(self, job_id: str, thread_id: str, policy: BudgetPolicy, max_retries: int) -> JobRecord:
+        """Register a job in its thread (idempotent: a job opened before keeps its policy)."""
+        with transaction(self.path) as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs VALUES (?, ?, ?, '', ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    thread_id,
+                    Lifecycle.OPEN.value,
+                    policy.max_budget_usd,
+                    policy.soft_threshold_usd,
+                    int(policy.allow_auto_approve),
+                    max_retries,
+                    time.time(),
+                ),
+            )
+            return read_job(db, job_id)
+
+    def job(self, job_id: str) -> JobRecord:
+        with transaction(self.path) as db:
+            return read_job(db, job_id)
+
+    def require_open(self, job_id: str) -> JobRecord:
+        """The job, or GuardRefusal when it was cancelled or closed."""
+        job = self.job(job_id)
+        require_open(job)
+        return job
+
+    def tighten(self, job_id: str, policy: BudgetPolicy) -> JobRecord:
+        """A later request in the job may lower its limits; nothing here can raise them."""
+        with transaction(self.path) as db:
+            job = read_job(db, job_id)
+            require_open(job)
+            hard = min(job.policy.max_budget_usd, policy.max_budget_usd)
+            soft = min(job.policy.soft_threshold_usd, policy.soft_threshold_usd, hard)
+            auto = job.policy.allow_auto_approve and policy.allow_auto_approve
+            db.execute(
+                "UPDATE jobs SET max_budget_usd = ?, soft_threshold_usd = ?, allow_auto_approve = ? WHERE job_id = ?",
+                (hard, soft, int(auto), job_id),
+            )
+            return read_job(db, job_id)
+
+    def close(self, job_id: str, reason: str) -> None:
+        """The job ended (its report is written); an open grant it left is void."""
+        with transaction(self.path) as db:
+            if read_job(db, job_id).lifecycle is Lifecycle.OPEN:
+                db.execute(
+                    "UPDATE jobs SET lifecycle = ?, reason = ? WHERE job_id = ?",
+                    (Lifecycle.CLOSED.value, reason, job_id),
+                )
+            db.execute(
+                "UPDATE grants SET state = ?, reason = 'job closed' WHERE job_id = ? AND state = ?",
+                (GrantState.VOID.value, job_id, GrantState.OPEN.value),
+            )
+
+    def money(self, thread_id: str) -> Money:
+        with transaction(self.path) as db:
+            return thread_money(db, thread_id)
+
+    # -- approvals ------------------------------------------------------------------------------
+
+    def gate(self, job_id: str, estimate: CostEstimate, min_hold_usd: float = 0.0) -> GateOutcome:
+        """The gate's answer for this estimate against the thread's money now; it grants nothing."""
+        with transaction(self.path) as db:
+            job = read_job(db, job_id)
+            require_open(job)
+            return evaluate_gate(estimate, job.policy, thread_money(db, job.thread_id).committed_usd, min_hold_usd)
+
+    def grant_by_policy(
+        self, job_id: str, binding: Binding, estimate: CostEstimate, min_hold_usd: float = 0.0
+    ) -> tuple[GateOutcome, Grant | None]:
+        """The gate decides in the transaction that writes its grant: approved → a grant; otherwise none."""
+        with transaction(self.path) as db:
+            job = read_job(db, job_id)
+            require_open(job)
+            spent = thread_money(db, job.thread_id).committed_usd
+            outcome = evaluate_gate(estimate, job.policy, spent, min_hold_usd)
+            if outcome.outcome != "approved":
+                return outcome, None
+            grant = insert_grant(db, job_id, binding, estimate.estimated_cost_usd, outcome.decided_by or "", None)
+            return outcome, grant
+
+    def open_request(self, job_id: str, binding: Binding, estimate_usd: float, key: str, payload: str) -> str:
+        """Put a question to a person on record with what they are shown (``payload``).
+
+        The same job and key (a tool call re-run when its pause is resumed) give the same request, and
+        the first payload stays: what is answered is what was shown.
+        """
+        request_id = f"req-{job_id}-{key}"
+        with transaction(self.path) as db:
+            require_open(read_job(db, job_id))
+            db.execute(
+                "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
+                (
+                    request_id,
+                    job_id,
+                    binding.spec_hash,
+                    binding.estimate_hash,
+                    binding.data_digest,
+                    estimate_usd,
+                    RequestState.PENDING.value,
+                    payload,
+                    time.time(),
+                ),
+            )
+        return request_id
+
+    def request_shown(self, job_id: str, key: str) -> tuple[str, str] | None:
+        """(request id, what the person was shown) when this job already asked under this key, else None."""
+        with transaction(self.path) as db:
+            row = db.execute(
+                "SELECT request_id, payload FROM requests WHERE request_id = ?", (f"req-{job_id}-{key}",)
+            ).fetchone()
+            return (row["request_id"], row["payload"]) if row is not None else None
+
+    def answer(
+        self,
+        request_id: str,
+        *,
+        answer_id: str,
+        decision: Decision,
+        decided_by: str,
+        estimate: CostEstimate,
+        min_hold_usd: float = 0.0,
+    ) -> Answered:
+        """A person's answer, taken once. Approve makes a grant unless the gate refuses; cancel ends the job.
+
+        The same answer given again (a resumed tool re-running) returns what it did the first time.
+        """
+        with transaction(self.path) as db:
+            row = db.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+            if row is None:
+                raise GuardRefusal(f"approval request {request_id} does not exist; nothing was approved")
+            if row["state"] == RequestState.ANSWERED.value:
+                if row["answer_id"] != answer_id:
+                    raise GuardRefusal(
+                        f"that approval was already answered ({row['decision']} by {row['decided_by']}); "
+                        "nothing was done twice"
+                    )
+                grant = db.execute("SELECT * FROM grants WHERE request_id = ?", (request_id,)).fetchone()
+                return Answered(
+                    decision=row["decision"],
+                    decided_by=row["decided_by"],
+                    grant=grant_from(grant) if grant is not None else None,
+                )
+            job = read_job(db, row["job_id"])
+            require_open(job)
+            db.execute(
+                "UPDATE requests SET state = ?, answer_id = ?, decision = ?, decided_by = ? WHERE request_id = ?",
+                (RequestState.ANSWERED.value, answer_id, decision, decided_by, request_id),
+            )
+            if decision == "cancel":
+                db.execute(
+                    "UPDATE jobs SET lifecycle = ?, reason = ? WHERE job_id = ?",
+                    (Lifecycle.CANCELLED.value, f"cancelled by {decided_by}", job.job_id),
+                )
+                db.execute(
+                    "UPDATE grants SET state = ?, reason = 'job cancelled' WHERE job_id = ? AND state = ?",
+                    (GrantState.VOID.value, job.job_id, GrantState.OPEN.value),
+                )
+            if decision != "approve":
+                return Answered(decision=decision, decided_by=decided_by)
+            binding = Binding(
+                spec_hash=row["spec_hash"], estimate_hash=row["estimate_hash"], data_digest=row["data_digest"]
+            )
+            if estimate.estimate_hash() != binding.estimate_hash:
+                raise GuardRefusal("the estimate changed since the question was asked; nothing was approved")
+            spent = thread_money(db, job.thread_id).committed_usd
+            outcome = evaluate_gate(estimate, job.policy, spent, min_hold_usd)
+            if outcome.outcome == "refused":
+                return Answered(decision=decision, decided_by=decided_by, gate=outcome)
+            grant = insert_grant(db, job.job_id, binding, estimate.estimated_cost_usd, decided_by, request_id)
+            return Answered(decision=decision, decided_by=decided_by, grant=grant, gate=outcome)
+
+    # -- attempts -------------------------------------------------------------------------------
+
+    def start_attempt(
+        self,
+        job_id: str,
+        *,
+        grant_id: str | None,
+        binding: Binding,
+        estimated_seconds: float,
+        price_usd_per_s: float,
+        default_timeout_s: float,
+        owner_pid: int,
+    ) -> Ticket:
+        """May this attempt start? One transaction: consume the grant, number the attempt, hold its money.
+
+        Refused (GuardRefusal, in words) when the job is cancelled or closed, there is no grant, the grant
+        was used, voided or given for other bytes, the retry bound is reached, or the hold would pass the
+        hard limit together with everything captured and held in the thread. A grant found for other
+        bytes is voided for good, so the same call cannot succeed later.
+        """
+        with transaction(self.path) as db:
+            job = read_job(db, job_id)
+            require_open(job)
+            grant = self._usable_grant(db, job_id, grant_id)
+            changes = binding.changes_from(grant.binding)
+            if changes:
+                db.execute(
+                    "UPDATE grants SET state = ?, reason = ? WHERE grant_id = ?",
+                    (GrantState.VOID.value, "; ".join(changes), grant.grant_id),
+                )
+            else:
+                return self._start(
+                    db, job, grant.grant_id, estimated_seconds, price_usd_per_s, default_timeout_s, owner_pid
+                )
+        raise GuardRefusal(
+            f"the approval no longer applies: {'; '.join(changes)} since it was given. Estimate and ask for "
+            "approval again; nothing was started"
+        )
+
+    @staticmethod
+    def _usable_grant(db: sqlite3.Connection, job_id: str, grant_id: str | None) -> Grant:
+        if not grant_id:
+            raise GuardRefusal("no approval: the run needs an approval from the cost gate before it can start")
+        row = db.execute("SELECT * FROM grants WHERE grant_id = ? AND job_id = ?", (grant_id, job_id)).fetchone()
+        if row is None:
+            raise GuardRefusal(f"approval {grant_id} is not one of job {job_id}'s; nothing was started")
+        grant = grant_from(row)
+        if grant.state is GrantState.CONSUMED:
+            used = db.execute("SELECT attempt FROM attempts WHERE grant_id = ?", (grant_id,)).fetchone()
+            raise GuardRefusal(
+                f"that approval was already used by attempt {used['attempt'] if used else '?'}: one approval starts "
+                "one attempt; ask for approval again"
+            )
+        if grant.state is GrantState.VOID:
+            raise GuardRefusal(f"that approval is void ({row['reason']}); ask for approval again")
+        return grant
+
+    @staticmethod
+    def _start(
+        db: sqlite3.Connection,
+        job: JobRecord,
+        grant_id: str,
+        estimated_seconds: float,
+        price_usd_per_s: float,
+        default_timeout_s: float,
+        owner_pid: int,
+    ) -> Ticket:
+        count = db.execute("SELECT COUNT(*) FROM attempts WHERE job_id = ?", (job.job_id,)).fetchone()[0]
+        if count > job.max_retries:
+            raise GuardRefusal(
+                f"{count} attempts already ran and max_retries is {job.max_retries}; no further attempt may start"
+            )
+        money = thread_money(db, job.thread_id)
+        try:
+            limits = attempt_limits(
+                estimated_seconds=estimated_seconds,
+                price_usd_per_s=price_usd_per_s,
+                default_timeout_s=default_timeout_s,
+                remaining_usd=job.policy.max_budget_usd - money.committed_usd,
+            )
+        except ValueError as exc:
+            raise GuardRefusal(f"over budget: {exc}; nothing was started") from None
+        ticket = Ticket(
+            attempt_id=new_id("attempt"),
+            job_id=job.job_id,
+            thread_id=job.thread_id,
+            attempt=count + 1,
+            grant_id=grant_id,
+            held_usd=limits.hold_usd,
+            timeout_s=limits.timeout_s,
+            price_usd_per_s=price_usd_per_s,
+            started=time.time(),
+        )
+        db.execute(
+            "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL, ?, ?, ?, ?, NULL)",
+            (
+                ticket.attempt_id,
+                ticket.job_id,
+                ticket.thread_id,
+                ticket.attempt,
+                grant_id,
+                ticket.held_usd,
+                HoldState.HELD.value,
+                ticket.timeout_s,
+                price_usd_per_s,
+                owner_pid,
+                ticket.started,
+            ),
+        )
+        db.execute("UPDATE grants SET state = ? WHERE grant_id = ?", (GrantState.CONSUMED.value, grant_id))
+        return ticket
+
+    def capture(self, attempt_id: str, billed_usd: float, outcome: str) -> AttemptRow:
+        """Book what the attempt billed and release the rest of its hold; a second capture changes nothing."""
+        with transaction(self.path) as db:
+            db.execute(
+                "UPDATE attempts SET state = ?, captured_usd = ?, outcome = ?, ended = ? "
+                "WHERE attempt_id = ? AND state = ?",
+                (
+                    HoldState.CAPTURED.value,
+                    max(0.0, billed_usd),
+                    outcome,
+                    time.time(),
+                    attempt_id,
+                    HoldState.HELD.value,
+                ),
+            )
+            row = db.execute("SELECT * FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
+            if row is None:
+                raise GuardRefusal(f"attempt {attempt_id} is not in the spend store")
+            return attempt_from(row)
+
+    def attempts(self, *, job_id: str | None = None, thread_id: str | None = None) -> list[AttemptRow]:
+        with transaction(self.path) as db:
+            if job_id is not None:
+                rows = db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))
+            elif thread_id is not None:
+                rows = db.execute("SELECT * FROM attempts WHERE thread_id = ? ORDER BY started", (thread_id,))
+            else:
+                rows = db.execute("SELECT * FROM attempts ORDER BY started")
+            return [attempt_from(row) for row in rows]
+
+    def grants(self, job_id: str) -> list[Grant]:
+        with transaction(self.path) as db:
+            rows = db.execute("SELECT * FROM grants WHERE job_id = ? ORDER BY created", (job_id,))
+            return [grant_from(row) for row in rows]
