@@ -31,13 +31,13 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agent.approval import ApprovalAnswer, ApprovalRequest
 from agent.session import AgentSession, EventFn, TurnResult
 from agent.ui_command import USERS_VAR, allowed_origins, check_access, password_ok
-from tools.approval import ApprovalAnswer, ApprovalRequest
-from tools.errors import AegisError
-from tools.job import JobState
-from tools.paths import runs_dir
-from tools.runlog import new_run_id
+from tools.core.errors import AegisError
+from tools.core.paths import runs_dir
+from tools.core.runlog import new_run_id
+from tools.job.steps import JobState
 
 log = logging.getLogger("aegis.ui")
 

@@ -15,10 +15,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from agent.options import MEMORY_MB, RETRIES, usd
-from tools.errors import AegisError
-from tools.paths import aegis_home
-from tools.spec import format_validation_error
-from tools.stop import install_signal_handlers
+from tools.core.errors import AegisError
+from tools.core.paths import aegis_home
+from tools.core.spec import format_validation_error
+from tools.core.stop import install_signal_handlers
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -68,10 +68,10 @@ def _add_gate_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from tools.actuals import apply_learning, learned_error, read_actuals
-    from tools.catalog import get_gpu
-    from tools.estimator import estimate_spec, format_estimate_table
-    from tools.spec import BudgetPolicy, load_spec
+    from tools.core.catalog import get_gpu
+    from tools.core.spec import BudgetPolicy, load_spec
+    from tools.plan.actuals import apply_learning, learned_error, read_actuals
+    from tools.plan.estimator import estimate_spec, format_estimate_table
 
     spec = load_spec(args.spec)
     if args.gpu:
@@ -121,9 +121,9 @@ def gate_answerer(yes: bool, approve_up_to: float | None) -> Callable:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from agent.progress import TrainingProgress
-    from tools.job import new_job
-    from tools.pipeline import run_pipeline
-    from tools.spec import BudgetPolicy, load_spec
+    from tools.core.spec import BudgetPolicy, load_spec
+    from tools.job.pipeline import run_pipeline
+    from tools.job.steps import new_job
 
     spec = load_spec(args.spec)
     policy = BudgetPolicy.from_config().tightened(args.max_budget)

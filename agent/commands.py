@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.prompt import Prompt
 
+from agent.approval import ApprovalAnswer, ApprovalRequest
 from agent.options import MEMORY_MB, RETRIES, usd
 from agent.progress import TrainingProgress
-from tools.approval import ApprovalAnswer, ApprovalRequest
-from tools.stop import stop_requested
+from tools.core.stop import stop_requested
 
 console = Console(soft_wrap=True)
 
@@ -86,7 +86,7 @@ class ConsoleEvents:
 
 def _session(args: argparse.Namespace, max_budget: float | None = None):  # noqa: ANN202
     from agent.session import AgentSession
-    from tools.spec import BudgetPolicy
+    from tools.core.spec import BudgetPolicy
 
     policy = BudgetPolicy.from_config().tightened(max_budget)
     return AgentSession(

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.evaluation import Scenario, ScenarioResult, Scorecard, load_scenarios, run_suite, write_scorecard
-from tools.errors import AegisError
-from tools.paths import PROJECT_ROOT, runs_dir
+from tools.core.errors import AegisError
+from tools.core.paths import PROJECT_ROOT, runs_dir
 
 DEFAULT_SCENARIOS = PROJECT_ROOT / "evals" / "scenarios"
 EXIT_OK, EXIT_FAILED = 0, 1

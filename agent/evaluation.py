@@ -20,11 +20,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tools.errors import AegisError, SpecError
-from tools.guarded_tools import TOOL_NAMES
-from tools.job import JobState, JobStatus
-from tools.runlog import RunFolder, new_run_id
-from tools.spec import BudgetPolicy, Decision, RunEvent, TrainingSpec, format_validation_error
+from agent.tools import TOOL_NAMES
+from tools.core.errors import AegisError, SpecError
+from tools.core.runlog import RunFolder, new_run_id
+from tools.core.spec import BudgetPolicy, Decision, RunEvent, TrainingSpec, format_validation_error
+from tools.job.steps import JobState, JobStatus
 
 CheckKind = Literal["safety", "quality"]
 GateExpect = Literal["approved", "refused", "needs_human", "none"]
@@ -531,7 +531,7 @@ def run_scenario(scenario: Scenario, make_session: SessionFactory) -> ScenarioRe
 
 
 def _converse(session: Any, scenario: Scenario, t: Transcript) -> None:
-    from tools.approval import ApprovalAnswer
+    from agent.approval import ApprovalAnswer
 
     answers = list(scenario.approvals)
     clarifications = list(scenario.clarifications)

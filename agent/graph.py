@@ -18,14 +18,14 @@ from langgraph.types import Checkpointer, Send
 from agent.intake import SpecRequest, build_spec, merge_request
 from agent.offline_model import SPEC_PARSED
 from agent.state import AgentState
-from tools.errors import AegisError
-from tools.guarded_tools import TOOLS
-from tools.job import TERMINAL, JobState, new_job, report_job, set_spec
-from tools.paths import PROMPTS_DIR, resolve_dataset_path
+from agent.tools import TOOLS
+from tools.core.errors import AegisError
+from tools.core.paths import PROMPTS_DIR, resolve_dataset_path
+from tools.core.spec import BudgetPolicy
+from tools.core.stop import stop_requested
+from tools.job.steps import TERMINAL, JobState, new_job, report_job, set_spec
 from tools.policy.records import Lifecycle
 from tools.policy.store import SpendStore
-from tools.spec import BudgetPolicy
-from tools.stop import stop_requested
 
 STOPPED = "Stopped on request: nothing more will be started. The report says what ran and what it cost."
 

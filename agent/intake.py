@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.catalog import gpu_names
-from tools.errors import SpecError
-from tools.recipes import recipe_defaults
-from tools.spec import TrainingSpec, parse_spec
+from tools.core.catalog import gpu_names
+from tools.core.errors import SpecError
+from tools.core.spec import TrainingSpec, parse_spec
+from tools.inputs.model_defaults import recipe_defaults
 
 
 class SpecRequest(BaseModel):

@@ -6,7 +6,7 @@ import os
 
 from langchain_core.language_models import BaseChatModel
 
-from tools.errors import AegisError
+from tools.core.errors import AegisError
 
 DEFAULT_MODEL = "offline"
 

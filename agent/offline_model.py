@@ -20,7 +20,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agent.intake import parse_request
-from tools.remediation import REMEDIATE_ON
+from tools.plan.remediation import REMEDIATE_ON
 
 SPEC_PARSED = "aegis_spec_parsed"
 MAX_TOOL_CALLS = 30

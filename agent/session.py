@@ -20,16 +20,16 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
 
+from agent.approval import ApprovalAnswer, ApprovalRequest
 from agent.graph import build_graph
 from agent.models import make_chat_model, model_choice
 from agent.tracing import trace_turn
-from tools.approval import ApprovalAnswer, ApprovalRequest
-from tools.errors import AegisError, StorageError
-from tools.job import JobState
-from tools.paths import runs_dir
-from tools.runlog import new_run_id
-from tools.spec import BudgetPolicy
-from tools.stop import clear_stop
+from tools.core.errors import AegisError, StorageError
+from tools.core.paths import runs_dir
+from tools.core.runlog import new_run_id
+from tools.core.spec import BudgetPolicy
+from tools.core.stop import clear_stop
+from tools.job.steps import JobState
 
 EventFn = Callable[[dict[str, Any]], None]
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

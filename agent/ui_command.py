@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.errors import AegisError
-from tools.paths import PROJECT_ROOT, allowed_data_dirs, runs_dir
+from tools.core.errors import AegisError
+from tools.core.paths import PROJECT_ROOT, allowed_data_dirs, runs_dir
 
 APP = PROJECT_ROOT / "agent" / "chainlit_app.py"
 USERS_VAR, SECRET_VAR, ORIGINS_VAR = "AEGIS_UI_USERS", "CHAINLIT_AUTH_SECRET", "AEGIS_UI_ORIGINS"

@@ -2,7 +2,7 @@
 
 Every example is padded to seq_len (tokenizer(..., padding="max_length")), no packing, fp32, no autocast,
 one forward/backward/AdamW step per batch. The text of each example is the same as the rendered script's
-(tools.formatting: the model's chat template, then the reply and eos), so both train on the same data;
+(tools.recipe.formatting: the model's chat template, then the reply and eos), so both train on the same data;
 labels are the input ids with the padding masked, as most tutorials do.
 
 Run:  python bench/baseline_train.py --model PATH --data data/support_train.jsonl --seq-len 256 \
@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.formatting import detect_format, prompt_text, to_messages  # noqa: E402
+from tools.recipe.formatting import detect_format, prompt_text, to_messages  # noqa: E402
 
 
 def example_text(tokenizer: Any, record: dict[str, Any]) -> str:

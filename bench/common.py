@@ -14,8 +14,8 @@ RESULTS_DIR = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:  # `python bench/x.py` from the repository root
     sys.path.insert(0, str(ROOT))
 
-from tools.local_models import TINY_LLAMA, local_model_config, resolve_model  # noqa: E402
-from tools.paths import model_cache_dir  # noqa: E402
+from tools.core.paths import model_cache_dir  # noqa: E402
+from tools.inputs.local_models import TINY_LLAMA, local_model_config, resolve_model  # noqa: E402
 
 BENCH_LLAMA = "bench:llama-27m"
 # tiny-llama's shape scaled up (hidden 256 -> 512, 4 -> 8 layers): 27.4M parameters, about 6.5x tiny-llama's 4.2M.

@@ -1,6 +1,6 @@
 """Estimator accuracy: estimate_spec() against real training runs of the rendered script.
 
-Each job is rendered with tools.render.render_script and run with tools.executor_local.run_local, exactly as
+Each job is rendered with tools.run.render.render_script and run with tools.run.local.run_local, exactly as
 `aegis train` does, and compared with the estimate for the same spec on the same device:
 
 - time, total: estimated_seconds (FLOPs / throughput + startup) against the subprocess's wall time (duration_s),
@@ -34,14 +34,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BENCH_LLAMA, load_average, machine, model_path, save_results  # noqa: E402
-from tools.catalog import get_gpu  # noqa: E402
-from tools.estimator import CALIBRATION, estimate_spec, startup_seconds  # noqa: E402
-from tools.executor_local import run_local  # noqa: E402
-from tools.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
-from tools.model_config import load_model_config, model_stats  # noqa: E402
-from tools.paths import resolve_dataset_path  # noqa: E402
-from tools.render import render_script  # noqa: E402
-from tools.spec import TrainingSpec  # noqa: E402
+from tools.core.catalog import get_gpu  # noqa: E402
+from tools.core.paths import resolve_dataset_path  # noqa: E402
+from tools.core.spec import TrainingSpec  # noqa: E402
+from tools.inputs.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
+from tools.inputs.model_config import load_model_config, model_stats  # noqa: E402
+from tools.plan.estimator import CALIBRATION, estimate_spec, startup_seconds  # noqa: E402
+from tools.run.local import run_local  # noqa: E402
+from tools.run.render import render_script  # noqa: E402
 
 MiB = 2**20
 

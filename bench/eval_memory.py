@@ -2,19 +2,19 @@
 
 Each measurement runs in a fresh process so its peak (VmHWM, which counts mmap'd checkpoint pages too) is its own:
 
-- eval: each job trains a few steps with the rendered script (tools.render + tools.executor_local, as `aegis train`
+- eval: each job trains a few steps with the rendered script (tools.run.render + tools.run.local, as `aegis train`
   does), then the eval phase runs in a process with the imports of `aegis run` (agent graph, pipeline, evals) and
-  calls tools.evals.run_evals exactly as tools.job.evaluate_job does, with the operator's thresholds (default).
+  calls tools.evals.model_evals.run_evals exactly as tools.job.steps.evaluate_job does, with the operator's thresholds (default).
   Compared: eval_memory_gb against that process's peak RSS, and host_ram_gb (on cpu, the training memory) against
   the training script's peak RSS.
 - load: from_pretrained of a local checkpoint in a given dtype, then every weight read (what `.to(device)` or a
-  forward pass does), against tools.estimator.model_load_gb: the loading term of host RAM on a GPU machine and of
+  forward pass does), against tools.plan.estimator.model_load_gb: the loading term of host RAM on a GPU machine and of
   the eval phase. The fp32 and bf16 checkpoints cover the zero-copy and the converting paths.
 - data: the rendered script's own _load_data and _train_batches on an enlarged dataset, RSS retained per token,
   against Calibration.host_bytes_per_token (the dataset term of host RAM).
 - tokenizer: RSS a loaded tokenizer keeps, tiny-llama's (3,835 entries) against SmolLM2's (49,152): the bytes per
   vocabulary entry of the eval phase's tokenizer term.
-- logits: tools.evals.heldout_loss on rows of seq_len tokens, peak above the resident set before, in copies of the
+- logits: tools.evals.model_evals.heldout_loss on rows of seq_len tokens, peak above the resident set before, in copies of the
   fp32 logits of one row (Calibration.eval_logits_copies).
 
 Every run prints the constants it implies (eval_process_gb: the eval peak minus the estimate's other terms;
@@ -45,13 +45,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, load_average, machine, model_path, save_results  # noqa: E402
-from tools.estimator import CALIBRATION, checkpoint_dtype, estimate_spec, model_load_gb  # noqa: E402
-from tools.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
+from tools.inputs.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
+from tools.plan.estimator import CALIBRATION, checkpoint_dtype, estimate_spec, model_load_gb  # noqa: E402
 
 MiB = 2**20
 GB = 1e9
 # What `aegis run` has imported when it reaches the eval phase (agent graph and session, pipeline, evals).
-AEGIS_RUN_MODULES = ("agent.cli", "agent.commands", "agent.graph", "agent.session", "tools.pipeline", "tools.evals")
+AEGIS_RUN_MODULES = (
+    "agent.cli",
+    "agent.commands",
+    "agent.graph",
+    "agent.session",
+    "tools.job.pipeline",
+    "tools.evals.model_evals",
+)
 
 
 @dataclass(frozen=True)
@@ -109,16 +116,16 @@ def _child(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_eval(payload: dict[str, Any]) -> dict[str, Any]:
-    """The eval phase as tools.job.evaluate_job runs it, in a process with `aegis run`'s imports."""
+    """The eval phase as tools.job.steps.evaluate_job runs it, in a process with `aegis run`'s imports."""
     for module in AEGIS_RUN_MODULES:
         importlib.import_module(module)
     import torch  # noqa: F401 - imported by the pipeline before evals
     import transformers  # noqa: F401
 
-    from tools.evals import EvalThresholds, run_evals
-    from tools.local_models import resolve_model
-    from tools.paths import resolve_dataset_path
-    from tools.spec import ExecutionResult, TrainingSpec
+    from tools.core.paths import resolve_dataset_path
+    from tools.core.spec import ExecutionResult, TrainingSpec
+    from tools.evals.model_evals import EvalThresholds, run_evals
+    from tools.inputs.local_models import resolve_model
 
     spec = TrainingSpec.model_validate(payload["spec"])
     result = ExecutionResult.model_validate(payload["result"])
@@ -204,7 +211,7 @@ def child_logits(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tools.evals import heldout_loss
+    from tools.evals.model_evals import heldout_loss
 
     model = AutoModelForCausalLM.from_pretrained(payload["path"], dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(payload["path"])
@@ -225,10 +232,10 @@ def child_logits(payload: dict[str, Any]) -> dict[str, Any]:
 
 def run_eval_job(job: Job, workroot: Path) -> dict[str, Any]:
     """Estimate, train a few steps, run the eval phase; measured and estimated side by side."""
-    from tools.executor_local import run_local
-    from tools.paths import resolve_dataset_path
-    from tools.render import render_script
-    from tools.spec import TrainingSpec
+    from tools.core.paths import resolve_dataset_path
+    from tools.core.spec import TrainingSpec
+    from tools.run.local import run_local
+    from tools.run.render import render_script
 
     path = model_path(job.model)
     spec = TrainingSpec(
@@ -288,7 +295,7 @@ def run_loads(workroot: Path) -> list[dict[str, Any]]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tools.model_config import load_model_config, model_stats
+    from tools.inputs.model_config import load_model_config, model_stats
 
     bf16_copy = workroot / "smollm2-bf16"
     AutoModelForCausalLM.from_pretrained(model_path(SMOLLM2), dtype=torch.bfloat16).save_pretrained(bf16_copy)
@@ -325,9 +332,9 @@ def run_loads(workroot: Path) -> list[dict[str, Any]]:
 
 def run_data(workroot: Path, copies: int) -> list[dict[str, Any]]:
     """Retained RSS per token of the script's data stage, on datasets enlarged `copies` times."""
-    from tools.dataset import dataset_stats, load_tokenizer_offline
-    from tools.render import render_script
-    from tools.spec import TrainingSpec
+    from tools.core.spec import TrainingSpec
+    from tools.inputs.dataset import dataset_stats, load_tokenizer_offline
+    from tools.run.render import render_script
 
     os.environ["AEGIS_DATA_DIRS"] = os.pathsep.join([str(workroot), str(ROOT)])  # the enlarged copies live here
     rows = []

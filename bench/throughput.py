@@ -26,11 +26,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS_DIR, load_average, machine, model_path  # noqa: E402
-from tools.executor_local import child_env, run_local  # noqa: E402
-from tools.local_models import SMOLLM2  # noqa: E402
-from tools.paths import resolve_dataset_path  # noqa: E402
-from tools.render import render_script  # noqa: E402
-from tools.spec import TrainingSpec  # noqa: E402
+from tools.core.paths import resolve_dataset_path  # noqa: E402
+from tools.core.spec import TrainingSpec  # noqa: E402
+from tools.inputs.local_models import SMOLLM2  # noqa: E402
+from tools.run.local import child_env, run_local  # noqa: E402
+from tools.run.render import render_script  # noqa: E402
 
 BASELINE = Path(__file__).resolve().parent / "baseline_train.py"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tools.actuals import ActualRecord, apply_learning, learned_error, read_actuals
-from tools.estimator import estimate_spec
-from tools.spec import load_spec
+from tools.core.spec import load_spec
+from tools.plan.actuals import ActualRecord, apply_learning, learned_error, read_actuals
+from tools.plan.estimator import estimate_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = (ROOT / "data/specs/sample_lora.yaml").read_text() + "max_steps: 3\n"

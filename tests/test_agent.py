@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from tests.scripted_model import ScriptedModel
-from tools.approval import ApprovalAnswer
-from tools.errors import AegisError
-from tools.spec import BudgetPolicy
+from tools.core.errors import AegisError
+from tools.core.spec import BudgetPolicy
 
 FAST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl for 1 epoch with batch size 4, seq_len 128, for 3 steps on a10g"
 ASK_PERSON = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0, allow_auto_approve=True)

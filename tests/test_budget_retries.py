@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-import tools.attempt
-from tools.catalog import get_gpu
-from tools.executor_local import run_local
-from tools.job import new_job
-from tools.pipeline import run_pipeline
-from tools.policy.gate import minimum_hold_usd
-from tools.spec import BudgetPolicy, parse_spec
-from tools.worst_case import plan_worst_case
+import tools.job.attempt
+from tools.core.catalog import get_gpu
+from tools.core.money import minimum_hold_usd
+from tools.core.spec import BudgetPolicy, parse_spec
+from tools.job.pipeline import run_pipeline
+from tools.job.steps import new_job
+from tools.plan.worst_case import plan_worst_case
+from tools.run.local import run_local
 
 ROOT = Path(__file__).resolve().parent.parent
 # Peak RSS of a tiny-llama LoRA step at seq_len 1024: batch 8 ≈ 1.6 GB, batch 4 ≈ 1.2 GB, batch 2 ≈ 0.9 GB.
@@ -39,7 +39,7 @@ def paid_stand_in(spec, workdir, rendered, *, estimated_seconds, timeout_s=None,
 
 @pytest.mark.slow
 def test_a_budget_for_one_retry_refuses_the_second_before_it_starts(tmp_path, monkeypatch):
-    monkeypatch.setattr(tools.attempt, "run_on_modal", paid_stand_in)
+    monkeypatch.setattr(tools.job.attempt, "run_on_modal", paid_stand_in)
     spec = parse_spec(
         {
             "model_name": "local:tiny-llama",
@@ -52,7 +52,7 @@ def test_a_budget_for_one_retry_refuses_the_second_before_it_starts(tmp_path, mo
             "target_gpu": "a10g",
         }
     )
-    from tools.estimator import estimate
+    from tools.plan.estimator import estimate
 
     first = estimate(spec)
     price = get_gpu("a10g").price_usd_per_sec

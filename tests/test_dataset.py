@@ -11,7 +11,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from tools.dataset import (
+from tools.core.errors import DataError
+from tools.inputs.dataset import (
     approx_token_count,
     dataset_stats,
     load_records,
@@ -19,8 +20,7 @@ from tools.dataset import (
     measure_records,
     resolve_format,
 )
-from tools.errors import DataError
-from tools.formatting import encode_record
+from tools.recipe.formatting import encode_record
 
 ROWS = {
     "text": [{"text": "the cat sat on the mat"}, {"text": "a dog ran in the park today"}],

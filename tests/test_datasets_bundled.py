@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from tools import make_datasets
-from tools.formatting import detect_format
-from tools.paths import BUNDLED_DATA_DIR, resolve_dataset_path
-from tools.spec import load_spec
+from scripts import make_datasets
+from tools.core.paths import BUNDLED_DATA_DIR, resolve_dataset_path
+from tools.core.spec import load_spec
+from tools.recipe.formatting import detect_format
 
 FILES = {"sample.jsonl": "instruction", "text.jsonl": "text", "support_train.jsonl": "messages"}
 FILES["support_eval.jsonl"] = "messages"
@@ -39,7 +39,7 @@ def test_committed_files_are_what_the_generator_writes(tmp_path):
     make_datasets.main(["--out", str(tmp_path)])
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (BUNDLED_DATA_DIR / name).read_bytes(), (
-            f"{name} is stale: run python -m tools.make_datasets"
+            f"{name} is stale: run python -m scripts.make_datasets"
         )
 
 

@@ -9,10 +9,19 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from tools.catalog import get_gpu
-from tools.dataset import DatasetStats
-from tools.errors import ModelError
-from tools.estimator import (
+from tools.core.catalog import get_gpu
+from tools.core.errors import ModelError
+from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
+from tools.inputs.dataset import DatasetStats
+from tools.inputs.model_config import (
+    count_parameters,
+    default_lora_targets,
+    hub_id,
+    load_model_config,
+    lora_trainable_params,
+    model_stats,
+)
+from tools.plan.estimator import (
     CALIBRATION,
     checkpoint_dtype,
     estimate,
@@ -21,15 +30,6 @@ from tools.estimator import (
     model_load_gb,
     startup_seconds,
 )
-from tools.model_config import (
-    count_parameters,
-    default_lora_targets,
-    hub_id,
-    load_model_config,
-    lora_trainable_params,
-    model_stats,
-)
-from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
 
 
 def stats(rows: int = 20_000, tokens_per_row: int = 400, seq_len: int = 512) -> DatasetStats:
@@ -77,7 +77,7 @@ def test_unknown_model_offline_lists_known_models() -> None:
 
 
 def test_local_folder_config(tmp_path: Path) -> None:
-    values = json.loads((Path("tools/model_configs") / "gpt2.json").read_text())
+    values = json.loads((Path("tools/inputs/model_configs") / "gpt2.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**values, "n_layer": 2}))
     config = load_model_config(str(tmp_path))
     assert config.n_layer == 2
@@ -85,7 +85,7 @@ def test_local_folder_config(tmp_path: Path) -> None:
 
 
 def test_local_model_config_needs_no_build() -> None:
-    pytest.importorskip("tools.local_models")
+    pytest.importorskip("tools.inputs.local_models")
     config = load_model_config("local:smollm2-135m-instruct")
     assert count_parameters(config) == count_parameters(load_model_config("HuggingFaceTB/SmolLM2-135M-Instruct"))
 
@@ -220,7 +220,7 @@ def test_table_shows_cost_parts_and_limits() -> None:
 
 
 def test_estimate_spec_uses_the_built_local_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    local_models = pytest.importorskip("tools.local_models")
+    local_models = pytest.importorskip("tools.inputs.local_models")
     try:
         local_models.resolve_model("local:tiny-llama", build=False)
     except ModelError:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.evals import (
+from tools.core.spec import ExecutionResult, TrainingSpec
+from tools.evals.model_evals import (
     EvalThresholds,
     control_canary,
     find_secrets,
@@ -19,8 +20,7 @@ from tools.evals import (
     run_evals,
     smoothed_ends,
 )
-from tools.formatting import IGNORE_INDEX, detect_format, encode_record
-from tools.spec import ExecutionResult, TrainingSpec
+from tools.recipe.formatting import IGNORE_INDEX, detect_format, encode_record
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"

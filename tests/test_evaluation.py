@@ -26,8 +26,8 @@ from agent.evaluation import (
     score_scenario,
 )
 from tests.scripted_model import ScriptedModel
-from tools.errors import AegisError
-from tools.spec import RunEvent
+from tools.core.errors import AegisError
+from tools.core.spec import RunEvent
 
 FAST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 4, seq_len 128, for 3 steps"
 

@@ -19,10 +19,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from tools.executor_local import child_env, is_secret, run_local
-from tools.failures import EXIT_CODES
-from tools.render import RenderedScript, render_script
-from tools.spec import TrainingSpec
+from tools.core.spec import TrainingSpec
+from tools.run.failures import EXIT_CODES
+from tools.run.local import child_env, is_secret, run_local
+from tools.run.render import RenderedScript, render_script
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"

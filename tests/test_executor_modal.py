@@ -12,10 +12,13 @@ from modal._image import _Image
 from modal._utils.async_utils import synchronizer
 from modal._utils.function_utils import parse_gpu_config
 
-from tools import executor_modal, modal_entry
-from tools.catalog import load_catalog
-from tools.errors import AegisError
-from tools.executor_modal import (
+from tools.run import modal as executor_modal
+from tools.run import modal_entry
+from tools.core.catalog import load_catalog
+from tools.core.errors import AegisError
+from tools.core.paths import BUNDLED_DATA_DIR
+from tools.core.spec import ExecutionResult, TrainingSpec
+from tools.run.modal import (
     IMAGE_PACKAGES,
     ModalNotConfigured,
     build_app,
@@ -27,8 +30,6 @@ from tools.executor_modal import (
     run_on_modal,
     stage_config,
 )
-from tools.paths import BUNDLED_DATA_DIR
-from tools.spec import ExecutionResult, TrainingSpec
 
 SETUP = "pip install modal && modal token new"
 
@@ -257,8 +258,8 @@ def test_stage_config_moves_inputs_and_outputs_onto_the_volume(tmp_path):
 
 
 def _tiny_job(tmp_path: Path):
-    from tools.local_models import resolve_model
-    from tools.render import render_script
+    from tools.inputs.local_models import resolve_model
+    from tools.run.render import render_script
 
     spec = TrainingSpec(
         model_name="local:tiny-llama",
@@ -278,7 +279,7 @@ def _tiny_job(tmp_path: Path):
 
 @pytest.mark.slow
 def test_entry_point_matches_run_local(tmp_path, monkeypatch):
-    from tools.executor_local import run_local
+    from tools.run.local import run_local
 
     spec, rendered = _tiny_job(tmp_path)
     local = run_local(spec, rendered.workdir, rendered, timeout_s=600, memory_limit_mb=None)

@@ -7,8 +7,8 @@ from typing import get_args
 
 import pytest
 
-from tools.failures import EXIT_CODES, FAILURE_HINTS, classify_failure, error_lines
-from tools.spec import FailureClass
+from tools.core.spec import FailureClass
+from tools.run.failures import EXIT_CODES, FAILURE_HINTS, classify_failure, error_lines
 
 CPU_OOM = (
     "RuntimeError: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "

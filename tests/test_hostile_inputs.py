@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import tools.runlog
+import tools.core.runlog
 from agent.cli import main
-from tools.runlog import RunFolder
+from tools.core.runlog import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.jsonl"
@@ -197,7 +197,7 @@ def test_a_full_disk_leaves_the_event_log_whole_and_says_so_in_one_line(tmp_path
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(tools.runlog.os, "write", disk_fills_up)
+    monkeypatch.setattr(tools.core.runlog.os, "write", disk_fills_up)
     code, err = run(capsys, "train", spec_file(tmp_path, GOOD), "--yes")
     assert code == 1 and "No space left on device" in one_line(err) and "free some disk space" in err
     folder = RunFolder(next((tmp_path / "runs").iterdir()))

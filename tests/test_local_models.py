@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tools import local_models
-from tools.errors import ModelError
-from tools.formatting import IGNORE_INDEX, detect_format, encode_record, prompt_text
-from tools.local_models import (
+from tools.inputs import local_models
+from tools.core.errors import ModelError
+from tools.core.paths import BUNDLED_DATA_DIR
+from tools.inputs.local_models import (
     HUB_ALIASES,
     LOCAL_MODELS,
     MARKER,
@@ -25,7 +25,7 @@ from tools.local_models import (
     local_model_config,
     resolve_model,
 )
-from tools.paths import BUNDLED_DATA_DIR
+from tools.recipe.formatting import IGNORE_INDEX, detect_format, encode_record, prompt_text
 
 DATASETS = ["sample.jsonl", "text.jsonl", "support_train.jsonl", "support_eval.jsonl"]
 

@@ -6,7 +6,7 @@ import json
 
 from agent.session import AgentSession
 from tests.http_stubs import ScriptedOpenAI, http_server
-from tools.spec import BudgetPolicy
+from tools.core.spec import BudgetPolicy
 
 SPEC = {
     "method": "lora",

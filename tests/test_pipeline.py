@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tools.runlog import RunFolder
+from tools.core.runlog import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 # Peak RSS of a tiny-llama LoRA step at seq_len 1024, measured: batch 4 ≈ 1.2 GB, batch 8 ≈ 1.6 GB.
@@ -113,11 +113,11 @@ def test_ctrl_c_during_training_keeps_everything_written(tmp_path):
 @pytest.mark.slow
 def test_smollm2_learns_in_a_few_steps(tmp_path):
     """The real pretrained model, through the rendered script: held-out loss falls after a few LoRA steps."""
-    from tools.executor_local import run_local
-    from tools.local_models import resolve_model
-    from tools.paths import resolve_dataset_path
-    from tools.render import render_script
-    from tools.spec import load_spec
+    from tools.core.paths import resolve_dataset_path
+    from tools.core.spec import load_spec
+    from tools.inputs.local_models import resolve_model
+    from tools.run.local import run_local
+    from tools.run.render import render_script
 
     spec = load_spec(ROOT / "data/specs/support_smollm2.yaml").model_copy(update={"max_steps": 6})
     rendered = render_script(

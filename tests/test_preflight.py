@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tools.job import new_job
-from tools.model_config import load_model_config, shipped_models
-from tools.pipeline import run_pipeline
-from tools.preflight import check_rows, run_preflight, shrink_config
-from tools.spec import BudgetPolicy, parse_spec
+from tools.core.spec import BudgetPolicy, parse_spec
+from tools.inputs.model_config import load_model_config, shipped_models
+from tools.job.pipeline import run_pipeline
+from tools.job.steps import new_job
+from tools.plan.preflight import check_rows
+from tools.run.smoke import run_preflight, shrink_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tools.errors import GuardRefusal
-from tools.remediation import plan_remediation
-from tools.spec import TrainingSpec
+from tools.core.errors import GuardRefusal
+from tools.core.spec import TrainingSpec
+from tools.plan.remediation import plan_remediation
 
 
 def spec(**kw) -> TrainingSpec:

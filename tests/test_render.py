@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tools import formatting
-from tools.errors import AegisError
-from tools.executor_local import child_env
-from tools.failures import EXIT_CODES
-from tools.render import RenderedScript, decide_precision, render_script
-from tools.spec import TrainingSpec
+from tools.core.errors import AegisError
+from tools.core.spec import TrainingSpec
+from tools.recipe import formatting
+from tools.run.failures import EXIT_CODES
+from tools.run.local import child_env
+from tools.run.render import RenderedScript, decide_precision, render_script
 
 RUFF_RULES = ["--select", "E,F,I,UP,B,W", "--line-length", "120", "--target-version", "py311"]
 

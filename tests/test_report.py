@@ -6,10 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tools.remediation import plan_remediation
-from tools.report import md_cell, plot_loss_curve, write_report
-from tools.runlog import RunFolder
-from tools.spec import (
+from tools.core.runlog import RunFolder
+from tools.core.spec import (
     BudgetPolicy,
     CostBreakdown,
     CostEstimate,
@@ -19,6 +17,8 @@ from tools.spec import (
     RunEvent,
     TrainingSpec,
 )
+from tools.plan.remediation import plan_remediation
+from tools.report.report import md_cell, plot_loss_curve, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = [

@@ -12,12 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tools.checkpointing import can_resume, checkpoint_interval, last_good_checkpoint, price_resumed
-from tools.estimator import estimate
-from tools.job import new_job
-from tools.pipeline import run_pipeline
-from tools.remediation import plan_remediation
-from tools.spec import BudgetPolicy, parse_spec
+from tools.core.spec import BudgetPolicy, parse_spec
+from tools.job.pipeline import run_pipeline
+from tools.job.steps import new_job
+from tools.plan.checkpoints import can_resume, checkpoint_interval, last_good_checkpoint, price_resumed
+from tools.plan.estimator import estimate
+from tools.plan.remediation import plan_remediation
 
 ROOT = Path(__file__).resolve().parent.parent
 FREE = BudgetPolicy(soft_threshold_usd=1.0, max_budget_usd=5.0)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from tests.processes import (
     ROOT,
@@ -27,12 +28,11 @@ from tests.processes import (
     wait_for,
 )
 from tests.scripted_model import ScriptedModel
-from tools.approval import ApprovalAnswer
-from tools.errors import DataError
+from tools.core.errors import DataError
+from tools.core.runlog import RunFolder
+from tools.core.spec import BudgetPolicy
 from tools.policy.records import HoldState, Lifecycle
 from tools.policy.store import SpendStore
-from tools.runlog import RunFolder
-from tools.spec import BudgetPolicy
 
 FAST = "LoRA fine-tune local:tiny-llama on {data} for 1 epoch with batch size 4, seq_len 128, for 3 steps on a10g"
 LONG = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 2, seq_len 128, for 3000 steps on cpu"
@@ -197,7 +197,7 @@ def test_a_dataset_swapped_for_a_link_after_approval_is_not_read(tmp_path, monke
 
 
 def test_a_folder_swapped_for_a_link_is_caught_by_the_path_really_opened(tmp_path, monkeypatch):
-    from tools.datafile import open_dataset
+    from tools.inputs.datafile import open_dataset
 
     monkeypatch.setenv("AEGIS_DATA_DIRS", str(tmp_path / "allowed"))
     inside = tmp_path / "allowed" / "sub"

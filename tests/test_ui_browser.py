@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.ui_server import serve_ui
-from tools.paths import PROJECT_ROOT
+from tools.core.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

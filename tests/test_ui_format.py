@@ -101,7 +101,7 @@ def test_a_failed_preflight_names_the_rows_and_spends_nothing() -> None:
 
 
 def test_the_approval_lists_every_priced_attempt_and_the_time_limit() -> None:
-    from tools.approval import ApprovalRequest
+    from agent.approval import ApprovalRequest
 
     attempts = [
         {"attempt": 1, "rule": "as approved", "changes": {}, "estimated_cost_usd": 0.5, "estimated_minutes": 10.0},

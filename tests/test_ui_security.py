@@ -36,8 +36,8 @@ from agent.ui_command import (
     ui_env,
 )
 from tests.ui_server import free_port, serve_ui, wait_http
-from tools.errors import AegisError
-from tools.paths import PROJECT_ROOT
+from tools.core.errors import AegisError
+from tools.core.paths import PROJECT_ROOT
 
 chainlit_app = pytest.importorskip("agent.chainlit_app")
 

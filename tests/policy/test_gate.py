@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from tools.dataset import DatasetStats
-from tools.estimator import estimate
-from tools.policy.gate import HOLD_MARGIN_S, ApprovalRecord, attempt_limits, evaluate_gate
+from tools.core.money import HOLD_MARGIN_S
+from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
+from tools.inputs.dataset import DatasetStats
+from tools.plan.estimator import estimate
+from tools.policy.gate import ApprovalRecord, attempt_limits, evaluate_gate
 from tools.policy.ledger import SpendLedger
-from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
 
 POLICY = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=2.0, allow_auto_approve=True)
 DATA = DatasetStats(

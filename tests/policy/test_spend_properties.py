@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import tools.policy.store as store_module
-from tools.errors import GuardRefusal, StorageError
-from tools.estimator import estimate
+from tools.core.errors import GuardRefusal, StorageError
+from tools.core.money import minimum_hold_usd
+from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
+from tools.plan.estimator import estimate
 from tools.policy.db import transaction
-from tools.policy.gate import minimum_hold_usd
 from tools.policy.records import Binding, GrantState, HoldState, Lifecycle
 from tools.policy.store import SpendStore
-from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
 
 from .test_gate import DATA
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tools.errors import GuardRefusal, StorageError
-from tools.estimator import estimate
+from tools.core.errors import GuardRefusal, StorageError
+from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
+from tools.plan.estimator import estimate
 from tools.policy.records import Binding, GrantState, HoldState, Lifecycle
 from tools.policy.store import SpendStore
-from tools.spec import BudgetPolicy, CostEstimate, TrainingSpec
 
 from .test_gate import DATA
 

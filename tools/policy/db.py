@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tools.errors import GuardRefusal, StorageError
+from tools.core.errors import GuardRefusal, StorageError
+from tools.core.spec import BudgetPolicy
 from tools.policy.records import (
     AttemptRow,
     Binding,
@@ -25,7 +26,6 @@ from tools.policy.records import (
     Lifecycle,
     Money,
 )
-from tools.spec import BudgetPolicy
 
 BUSY_TIMEOUT_S = 30.0
 SCHEMA = """

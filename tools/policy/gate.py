@@ -11,16 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.spec import AwareUTC, BudgetPolicy, CostEstimate
+from tools.core.money import HOLD_MARGIN_S, MIN_TIME_COVER, MONEY_EPSILON
+from tools.core.spec import AwareUTC, BudgetPolicy, CostEstimate
 
 AUTO_APPROVER = "policy:auto"
-# Float sums of dollar amounts must not flip a decision at the exact limit.
-MONEY_EPSILON = 1e-9
-# What an attempt may bill beyond its time limit: start-up before the clock and the grace of the kill.
-HOLD_MARGIN_S = 30.0
-# An attempt whose time limit (cut to what the budget left can pay) is under this multiple of its
-# estimate would most likely be stopped before it finishes: that money is refused, not risked.
-MIN_TIME_COVER = 1.25
 DECIDER_PATTERN = r"^(policy|person):[A-Za-z0-9_.@-]+$"
 
 
@@ -62,11 +56,6 @@ class AttemptLimits(BaseModel):
     timeout_s: float = Field(gt=0)
     hold_usd: float = Field(ge=0)
     budget_capped: bool = Field(description="True when the money left, not the default limit, set the timeout.")
-
-
-def minimum_hold_usd(estimated_seconds: float, price_usd_per_s: float) -> float:
-    """The least an attempt must be allowed to bill: a time limit of MIN_TIME_COVER x its estimate, plus margin."""
-    return (MIN_TIME_COVER * estimated_seconds + HOLD_MARGIN_S) * price_usd_per_s
 
 
 def evaluate_gate(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.spec import AwareUTC
+from tools.core.spec import AwareUTC
 
 
 class SpendEntry(BaseModel):

@@ -6,8 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.core.spec import BudgetPolicy, Decision
 from tools.policy.gate import DECIDER_PATTERN, GateOutcome
-from tools.spec import BudgetPolicy, Decision
 
 
 class Lifecycle(StrEnum):

@@ -18,8 +18,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tools.errors import GuardRefusal
-from tools.paths import aegis_home
+from tools.core.errors import GuardRefusal
+from tools.core.paths import aegis_home
+from tools.core.spec import BudgetPolicy, CostEstimate, Decision
 from tools.policy.db import (
     attempt_from,
     grant_from,
@@ -44,7 +45,6 @@ from tools.policy.records import (
     RequestState,
     Ticket,
 )
-from tools.spec import BudgetPolicy, CostEstimate, Decision
 
 
 def default_store_path() -> Path:

@@ -1,0 +1,73 @@
+"""The GPU catalog: a data file with prices and sources, read into typed records."""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.core.errors import AegisError
+
+CATALOG_PATH = Path(__file__).with_name("gpu_catalog.yaml")
+LOCAL_PRICE_ENV = "AEGIS_LOCAL_PRICE_USD_PER_HOUR"
+
+
+class GPU(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    modal_name: str | None
+    memory_gb: float = Field(gt=0)
+    bf16_tflops: float = Field(gt=0)
+    bf16_supported: bool
+    price_usd_per_hour: float = Field(ge=0)
+
+    @property
+    def price_usd_per_sec(self) -> float:
+        return self.price_usd_per_hour / 3600.0
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    prices_as_of: str
+    gpus: dict[str, GPU]
+
+
+@cache
+def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    gpus = {name: GPU(name=name, **fields) for name, fields in raw["gpus"].items()}
+    return Catalog(source=raw["source"], prices_as_of=str(raw["prices_as_of"]), gpus=gpus)
+
+
+def gpu_names() -> list[str]:
+    return list(load_catalog().gpus)
+
+
+def local_price_per_hour() -> float | None:
+    """What the operator says this machine costs (AEGIS_LOCAL_PRICE_USD_PER_HOUR): a shared box is not free."""
+    raw = os.environ.get(LOCAL_PRICE_ENV)
+    if raw is None:
+        return None
+    try:
+        price = float(raw)
+    except ValueError:
+        price = -1.0
+    if not (price >= 0 and math.isfinite(price)):
+        raise AegisError(f"{LOCAL_PRICE_ENV} must be a price in USD per hour (0 or more), got '{raw}'")
+    return price
+
+
+def get_gpu(name: str) -> GPU:
+    try:
+        gpu = load_catalog().gpus[name.strip().lower()]
+    except KeyError:
+        raise AegisError(f"unknown GPU '{name}'; choose one of {', '.join(gpu_names())}") from None
+    price = local_price_per_hour() if gpu.name == "cpu" else None
+    return gpu if price is None else gpu.model_copy(update={"price_usd_per_hour": price})

@@ -1,0 +1,356 @@
+"""The data model of SPEC.md: the source of truth every tool, template and report reads.
+
+Boundaries are pydantic v2 models with ``extra="forbid"`` so a typo in a spec file is
+an error naming the field, not a silently ignored knob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tools.core.errors import SpecError
+
+MAX_CONFIG_BYTES = 256 * 1024
+Method = Literal["full_finetune", "lora", "qlora"]
+DatasetFormat = Literal["auto", "text", "prompt_completion", "instruction", "messages"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+RunStatus = Literal["started", "completed", "failed", "interrupted"]
+Decision = Literal["approve", "optimize", "cancel"]
+FailureClass = Literal[
+    "oom", "nan_loss", "timeout", "missing_dependency", "bad_data", "unsupported", "interrupted", "other"
+]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+AwareUTC = Annotated[datetime, AfterValidator(_aware_utc)]
+"""A timezone-aware timestamp normalised to UTC: what every record the project writes carries."""
+
+
+class TrainingSpec(BaseModel):
+    """One fine-tuning job. Every field that changes memory or time is modelled by the estimator."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    method: Method = "lora"
+    model_name: str = Field(min_length=1, max_length=300)
+    dataset_path: str = Field(min_length=1, max_length=1000)
+    dataset_format: DatasetFormat = "auto"
+    eval_dataset_path: str | None = Field(default=None, max_length=1000)
+    num_epochs: int = Field(default=3, ge=1, le=100)
+    max_steps: int | None = Field(default=None, ge=1, le=10**8, description="Stop after this many optimizer steps.")
+    micro_batch_size: int = Field(default=4, ge=1, le=1024)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    learning_rate: float = Field(default=5e-5, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_steps: int = Field(default=0, ge=0, le=10**8)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    seq_len: int = Field(default=512, ge=16, le=131072)
+    target_gpu: str = "a10g"
+    num_gpus: int = Field(default=1, ge=1, le=8)
+    lora_r: int = Field(default=16, ge=1, le=1024)
+    lora_alpha: int = Field(default=32, ge=1, le=4096)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_target_modules: list[str] | None = Field(
+        default=None, max_length=64, description="None: the attention projections of the model's architecture."
+    )
+    eval_split: float = Field(default=0.1, ge=0, le=0.5)
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
+    gradient_checkpointing: bool = False
+    packing: bool = True
+    precision: Precision = "auto"
+    trust_remote_code: bool = False
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _finite_lr(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("model_name", "dataset_path", "eval_dataset_path")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not hold control characters (a NUL byte, a newline, a tab)")
+        return value
+
+    @field_validator("target_gpu")
+    @classmethod
+    def _known_gpu(cls, value: str) -> str:
+        from tools.core.catalog import gpu_names
+
+        name = value.strip().lower()
+        if name not in gpu_names():
+            raise ValueError(f"unknown GPU '{value}'; choose one of {', '.join(gpu_names())}")
+        return name
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _modules(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must name at least one module, or be left out")
+            for name in value:
+                if len(name) > 200 or not name.replace("_", "").replace(".", "").isalnum():
+                    raise ValueError(f"'{name}' is not a module name")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> TrainingSpec:
+        if self.target_gpu == "cpu" and self.num_gpus != 1:
+            raise ValueError("num_gpus must be 1 when target_gpu is cpu")
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.micro_batch_size * self.gradient_accumulation_steps * self.num_gpus
+
+    def spec_hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))
+
+
+class BudgetPolicy(BaseModel):
+    """Set by whoever runs the service. A chat request may tighten it for its run, never loosen it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    max_budget_usd: float = Field(default=5.00, ge=0)
+    soft_threshold_usd: float = Field(default=2.00, ge=0)
+    allow_auto_approve: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BudgetPolicy:
+        if self.soft_threshold_usd > self.max_budget_usd:
+            raise ValueError("soft_threshold_usd must not exceed max_budget_usd")
+        return self
+
+    def tightened(self, max_budget_usd: float | None) -> BudgetPolicy:
+        """The same policy with a lower hard limit; a higher request is ignored, never applied."""
+        if max_budget_usd is None or max_budget_usd >= self.max_budget_usd:
+            return self
+        limit = max(0.0, max_budget_usd)
+        return BudgetPolicy(
+            max_budget_usd=limit,
+            soft_threshold_usd=min(self.soft_threshold_usd, limit),
+            allow_auto_approve=self.allow_auto_approve,
+        )
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None) -> BudgetPolicy:
+        """Read the operator's policy: a YAML/JSON file (AEGIS_BUDGET_FILE), then AEGIS_* variables."""
+        values: dict[str, Any] = {}
+        file = path or os.environ.get("AEGIS_BUDGET_FILE")
+        if file:
+            values.update(_read_mapping(Path(file), what="budget policy"))
+        env = {
+            "max_budget_usd": "AEGIS_MAX_BUDGET_USD",
+            "soft_threshold_usd": "AEGIS_SOFT_THRESHOLD_USD",
+            "allow_auto_approve": "AEGIS_ALLOW_AUTO_APPROVE",
+        }
+        for key, var in env.items():
+            if var in os.environ:
+                values[key] = os.environ[var]
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise SpecError(format_validation_error(exc, "budget policy")) from None
+
+
+class CostBreakdown(BaseModel):
+    """How an estimate was reached: every input it used, so a reviewer can check it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu: str
+    num_gpus: int = 1
+    gpu_price_usd_per_sec: float
+    gpu_memory_gb: float
+    estimated_seconds: float
+    effective_batch_size: int
+    total_steps: int
+    dataset_rows: int
+    train_rows: int
+    dataset_tokens: int
+    train_tokens_per_epoch: int
+    tokens_approximate: bool = False
+    tokenizer: str
+    total_params: int
+    trainable_params: int
+    flops: float
+    tflops_effective: float
+    utilisation: float
+    weights_gb: float
+    gradients_gb: float
+    optimizer_gb: float
+    activations_gb: float
+    overhead_gb: float
+    fits: bool
+    dtype: str
+    notes: list[str] = Field(default_factory=list)
+    # None in records written before these were estimated.
+    host_ram_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="RAM of the machine that trains (all its processes); on cpu, the training memory.",
+    )
+    eval_memory_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="Peak RAM of the eval phase, which runs on the CPU of the machine running aegis.",
+    )
+
+
+class CostEstimate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    estimated_cost_usd: float = Field(ge=0)
+    estimated_vram_gb: float = Field(ge=0)
+    estimated_duration_min: float = Field(ge=0)
+    cost_breakdown: CostBreakdown
+
+    @property
+    def fits(self) -> bool:
+        return self.cost_breakdown.fits
+
+    def estimate_hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))
+
+
+class RunEvent(BaseModel):
+    """One line of the append-only event log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: AwareUTC = Field(default_factory=lambda: datetime.now(UTC))
+    phase: str
+    status: RunStatus
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionResult(BaseModel):
+    """What one training attempt really did, read from its own logs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed", "interrupted"]
+    failure_class: FailureClass | None = None
+    error_message: str | None = None
+    exit_code: int | None = None
+    executor: Literal["local", "modal"] = "local"
+    gpu: str = "cpu"
+    num_gpus: int = 1
+    loss_curve: list[tuple[int, float]] = Field(default_factory=list)
+    initial_train_loss: float | None = None
+    final_train_loss: float | None = None
+    initial_eval_loss: float | None = None
+    final_eval_loss: float | None = None
+    steps_completed: int = 0
+    total_steps: int = 0
+    resumed_from_step: int = Field(default=0, ge=0, description="Steps taken from a checkpoint, not trained here.")
+    train_tokens: int = 0
+    duration_s: float = 0.0
+    tokens_per_s: float = 0.0
+    peak_memory_mb: float = 0.0
+    actual_cost_usd: float = 0.0
+    estimated_gpu_cost_usd: float | None = None
+    output_dir: str | None = None
+    log_path: str | None = None
+
+
+class EvalCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    passed: bool
+    value: float | str | None = None
+    threshold: float | str | None = None
+    detail: str = ""
+
+
+class EvalResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool
+    checks: list[EvalCheck]
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    generations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def stable_hash(payload: Any) -> str:
+    """A short hash of canonical JSON: what an approval is bound to."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def format_validation_error(exc: ValidationError, what: str = "spec") -> list[str]:
+    """Turn pydantic's errors into one plain line per field."""
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or what
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        elif err["type"] == "missing":
+            msg = "is required"
+        problems.append(f"{what} field '{field}' {msg}" if field != what else f"{what}: {msg}")
+    return problems
+
+
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
+    try:
+        if not path.is_file():
+            raise SpecError([f"{what} file '{path}' does not exist (or is not a file)"])
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise SpecError([f"{what} file '{path}' is over {MAX_CONFIG_BYTES // 1024} KB; a {what} is a few lines"])
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        reason = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise SpecError([f"{what} file '{path}' cannot be read: {reason}"]) from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            [f"{what} file '{path}' is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([f"{what} file '{path}' is not valid YAML: {_yaml_problem(exc)}"]) from None
+    except RecursionError:
+        raise SpecError([f"{what} file '{path}' is not usable {kind}: nested too deeply"]) from None
+    if not isinstance(data, dict):
+        raise SpecError([f"{what} file '{path}' must hold a mapping of field: value"])
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, as a person fixing the file wants it: 'line 3, column 9: mapping values are not allowed'."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def parse_spec(data: dict[str, Any]) -> TrainingSpec:
+    try:
+        return TrainingSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None
+
+
+def load_spec(path: str | os.PathLike[str]) -> TrainingSpec:
+    """Load a spec from YAML or JSON, reporting every invalid field at once."""
+    return parse_spec(_read_mapping(Path(path), what="spec"))

@@ -1,0 +1,224 @@
+"""A model's architecture without its weights: config lookup (offline first) and exact parameter counts.
+
+The estimator needs parameter counts and layer shapes, never weights. Counts come from instantiating
+the real transformers model class on torch's ``meta`` device, so they are exact for every architecture
+transformers knows, and cost milliseconds. Published configs of popular models ship in
+``tools/inputs/model_configs/`` so estimates work with no hub access.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from tools.core.errors import ModelError
+
+CONFIGS_DIR = Path(__file__).with_name("model_configs")
+
+# Attention projections peft targets by default for each architecture (its own defaults, made explicit).
+_DEFAULT_TARGETS: dict[str, list[str]] = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gpt2": ["c_attn", "c_proj"],
+}
+# For architectures not listed above: the first family of names the model really has.
+_FALLBACK_TARGETS: tuple[tuple[str, ...], ...] = (
+    ("q_proj", "k_proj", "v_proj", "o_proj"),
+    ("query_key_value", "dense"),
+    ("c_attn", "c_proj"),
+    ("Wqkv", "out_proj"),
+    ("qkv_proj", "o_proj"),
+)
+
+
+@dataclass(frozen=True)
+class LinearShape:
+    """One matmul layer of the model (nn.Linear or GPT-2's Conv1D), named as peft sees it."""
+
+    name: str
+    in_features: int
+    out_features: int
+
+    @property
+    def params(self) -> int:
+        return self.in_features * self.out_features
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """What the estimator needs from a model: exact counts and shapes, read from a weightless instance."""
+
+    model_type: str
+    total_params: int
+    linears: tuple[LinearShape, ...]
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    vocab_size: int
+    max_positions: int | None
+
+    @property
+    def matmul_params(self) -> int:
+        """Weights that take part in a matmul per token (embedding lookups cost no FLOPs; lm_head does)."""
+        return sum(layer.params for layer in self.linears)
+
+    @property
+    def quantizable_params(self) -> int:
+        """Weights bitsandbytes stores in 4 bits: every linear layer except lm_head (embeddings, norms stay 16-bit)."""
+        return sum(layer.params for layer in self.linears if not _matches(layer.name, "lm_head"))
+
+
+@cache
+def _index() -> dict[str, str]:
+    return json.loads((CONFIGS_DIR / "index.json").read_text(encoding="utf-8"))
+
+
+def shipped_models() -> list[str]:
+    """Model names (and aliases) whose config ships with Aegis-ML, usable offline."""
+    return list(_index())
+
+
+def _shipped_file(model_name: str) -> str | None:
+    """The shipped config file for a name or alias, matched case-insensitively."""
+    wanted = model_name.strip().lower()
+    return next((file for key, file in _index().items() if key.lower() == wanted), None)
+
+
+def hub_id(model_name: str) -> str:
+    """The hub id behind a shipped alias ('llama-2-7b' -> 'meta-llama/Llama-2-7b-hf'); other names unchanged."""
+    file = _shipped_file(model_name)
+    if file is None:
+        return model_name.strip()
+    return next(key for key, value in _index().items() if value == file)  # the index lists the hub id first
+
+
+def _config_from_dict(values: dict[str, Any], source: str) -> Any:
+    from transformers import AutoConfig
+
+    values = dict(values)
+    model_type = values.pop("model_type", None)
+    if not model_type:
+        raise ModelError(f"config from {source} has no 'model_type'; it is not a transformers config")
+    try:
+        return AutoConfig.for_model(model_type, **values)
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"config from {source} cannot be read: {exc}") from None
+
+
+def load_model_config(model_name: str, *, trust_remote_code: bool = False) -> Any:
+    """A transformers PretrainedConfig: local models, a local folder, shipped configs, then the hub (cache first)."""
+    name = model_name.strip()
+    if name.lower().startswith("local:"):
+        try:
+            from tools.inputs.local_models import local_model_config
+        except ImportError:
+            raise ModelError(f"local models are not available in this install, so '{name}' is unknown") from None
+        return _config_from_dict(local_model_config(name), source=name)
+    from transformers import AutoConfig
+
+    folder = Path(name).expanduser()
+    if (folder / "config.json").is_file():
+        try:
+            return AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        except Exception as exc:  # unreadable or custom-code config: one message for the person
+            raise ModelError(f"cannot read {folder / 'config.json'}: {_first_line(exc)}") from None
+    file = _shipped_file(name)
+    if file is not None:
+        values = json.loads((CONFIGS_DIR / file).read_text(encoding="utf-8"))
+        return _config_from_dict(values, source=f"shipped config {file}")
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # any hub/cache failure means the same thing to the person
+        known = ", ".join(sorted({*_index(), "local:tiny-llama", "local:smollm2-135m-instruct"}, key=str.lower))
+        raise ModelError(
+            f"cannot read the config of model '{name}' ({_first_line(exc)}). Offline, use one of: {known}; "
+            "or a local folder with a config.json"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _config_key(config: Any) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True, default=str)
+
+
+_STATS_CACHE: dict[tuple[str, bool], ModelStats] = {}
+
+
+def model_stats(config: Any, *, trust_remote_code: bool = False) -> ModelStats:
+    """Counts and shapes of the model a config describes, cached per config contents."""
+    key = (_config_key(config), trust_remote_code)
+    if key not in _STATS_CACHE:
+        _STATS_CACHE[key] = _build_stats(config, trust_remote_code)
+    return _STATS_CACHE[key]
+
+
+def _build_stats(config: Any, trust_remote_code: bool) -> ModelStats:
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError, ImportError) as exc:
+        raise ModelError(f"cannot build the '{config.model_type}' architecture for counting: {exc}") from None
+    linears = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            linears.append(LinearShape(name, module.in_features, module.out_features))
+        elif isinstance(module, Conv1D):  # GPT-2 stores its weight as (in, out)
+            linears.append(LinearShape(name, module.weight.shape[0], module.nf))
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return ModelStats(
+        model_type=str(config.model_type),
+        total_params=sum(p.numel() for p in model.parameters()),
+        linears=tuple(linears),
+        num_layers=int(text.num_hidden_layers),
+        hidden_size=int(text.hidden_size),
+        num_heads=int(text.num_attention_heads),
+        vocab_size=int(text.vocab_size),
+        max_positions=getattr(text, "max_position_embeddings", None),
+    )
+
+
+def count_parameters(config: Any, *, trust_remote_code: bool = False) -> int:
+    """Exact parameter count (tied weights counted once), from a weightless meta-device instance."""
+    return model_stats(config, trust_remote_code=trust_remote_code).total_params
+
+
+def _matches(module_name: str, target: str) -> bool:
+    """peft's rule: a target names a module by its full name or its last dotted components."""
+    return module_name == target or module_name.endswith("." + target)
+
+
+def default_lora_targets(config: Any, *, trust_remote_code: bool = False) -> list[str]:
+    """The attention projections LoRA adapts when the spec names none."""
+    model_type = str(getattr(config, "model_type", ""))
+    if model_type in _DEFAULT_TARGETS:
+        return list(_DEFAULT_TARGETS[model_type])
+    names = [layer.name for layer in model_stats(config, trust_remote_code=trust_remote_code).linears]
+    for family in _FALLBACK_TARGETS:
+        present = [t for t in family if any(_matches(n, t) for n in names)]
+        if present:
+            return present
+    raise ModelError(f"no default LoRA target modules for architecture '{model_type}'; set lora_target_modules")
+
+
+def lora_trainable_params(config: Any, target_modules: list[str], r: int, *, trust_remote_code: bool = False) -> int:
+    """Adapter parameters peft adds: r * (in + out) for every matmul layer a target names."""
+    stats = model_stats(config, trust_remote_code=trust_remote_code)
+    hit = [layer for layer in stats.linears if any(_matches(layer.name, t) for t in target_modules)]
+    if not hit:
+        found = sorted({layer.name.rsplit(".", 1)[-1] for layer in stats.linears})
+        raise ModelError(
+            f"LoRA target modules {target_modules} match no layer of '{stats.model_type}'; its layers are {found}"
+        )
+    return sum(r * (layer.in_features + layer.out_features) for layer in hit)

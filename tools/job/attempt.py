@@ -1,0 +1,303 @@
+"""One training attempt, the only step that spends money: snapshot, start, render, train, capture.
+
+The order is the guarantee. The data is copied into the run (and hashed) before anything is asked;
+the spend store then decides, in one transaction, whether this attempt may start on this grant with
+these bytes, and numbers it; only then is the script rendered into the attempt's own folder and run,
+under a watchdog that stops it if this process dies. What the attempt billed is captured in the store
+before the watchdog is released, so a crash at any point leaves the money held, never lost, and the
+watchdog (``python -m tools.job.attempt WORKDIR``) books an orphaned attempt as interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from tools.core.errors import AegisError, GuardRefusal
+from tools.core.paths import resolve_dataset_path
+from tools.core.spec import ExecutionResult, RunStatus
+from tools.core.stop import StopCheck, stop_requested
+from tools.inputs.datafile import DataSnapshot, snapshot_data
+from tools.inputs.local_models import resolve_model
+from tools.job.steps import (
+    JobState,
+    JobStatus,
+    ProgressFn,
+    RenderedRef,
+    attempt_price,
+    ran_on,
+    report_job,
+    require_estimate,
+    require_spec,
+)
+from tools.plan.actuals import record_actual
+from tools.policy.records import Binding, HoldState, Ticket
+from tools.policy.store import SpendStore
+from tools.run.local import MetricsTail, result_from_records, run_local
+from tools.run.modal import modal_timeout_s, run_on_modal
+from tools.run.render import RenderedScript, render_script
+from tools.run.watchdog import Watchdog
+
+JOB_FILE = "job.json"
+TICKET_FILE = "ticket.json"
+
+
+def local_timeout_s(job: JobState) -> float:
+    """Generous wall-clock limit from the CPU estimate; AEGIS_LOCAL_TIMEOUT_S overrides it.
+
+    A local run only has to be caught when it hangs: 4x the estimate plus 10 minutes, at least 30 minutes
+    (a busy laptop can run several times slower than the estimate). A priced CPU's hold is cut to the budget.
+    """
+    if "AEGIS_LOCAL_TIMEOUT_S" in os.environ:
+        try:
+            return float(os.environ["AEGIS_LOCAL_TIMEOUT_S"])
+        except ValueError:
+            raise AegisError(
+                f"AEGIS_LOCAL_TIMEOUT_S must be a number of seconds, got '{os.environ['AEGIS_LOCAL_TIMEOUT_S']}'"
+            ) from None
+    seconds = job.local_estimate.cost_breakdown.estimated_seconds if job.local_estimate else 600.0
+    return max(1800.0, 4.0 * seconds + 600.0)
+
+
+def render_preview(job: JobState) -> JobState:
+    """The script and config the next attempt would run, in ``preview/``: free, and starts nothing."""
+    spec = require_spec(job)
+    eval_path = resolve_dataset_path(spec.eval_dataset_path) if spec.eval_dataset_path else None
+    rendered = render_script(
+        spec,
+        job.folder.root / "preview",
+        model_path=resolve_model(spec.model_name).path,
+        dataset_path=resolve_dataset_path(spec.dataset_path),
+        eval_dataset_path=eval_path,
+        device="cuda" if job.executor == "modal" else "cpu",
+        extra={"checkpoint_every": job.checkpoint_every, "resume_from": job.resume.path if job.resume else None},
+    )
+    ref = _ref(len(job.attempts) + 1, rendered, job)
+    job = job.model_copy(update={"rendered": ref})
+    job.record("render", "completed", f"rendered a preview: {rendered.script_path}", script=ref.script_path)
+    return job
+
+
+def run_job(job: JobState, *, on_progress: ProgressFn | None = None, should_stop: StopCheck | None = None) -> JobState:
+    """Start one attempt if, and only if, the spend store says yes; book what it really cost."""
+    spec, est = require_spec(job), require_estimate(job)
+    stop = should_stop or (lambda: stop_requested(job.thread))
+    if stop():
+        raise GuardRefusal("a stop was requested; no training was started")
+    staging = job.folder.root / f".staging-{secrets.token_hex(4)}"
+    try:
+        snapshot = snapshot_data(spec.dataset_path, spec.eval_dataset_path, staging)
+        ticket = SpendStore().start_attempt(
+            job.run_id,
+            grant_id=job.approval.grant_id if job.approval else None,
+            binding=Binding(spec_hash=spec.spec_hash(), estimate_hash=est.estimate_hash(), data_digest=snapshot.digest),
+            estimated_seconds=ran_on(job).cost_breakdown.estimated_seconds,
+            price_usd_per_s=attempt_price(job),
+            default_timeout_s=default_timeout_s(job),
+            owner_pid=os.getpid(),
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    workdir = job.folder.attempt_dir(ticket.attempt)
+    snapshot = _move(snapshot, staging, workdir / "data")
+    job.record(
+        "train",
+        "started",
+        f"attempt {ticket.attempt} on {job.executor}: holds ${ticket.held_usd:.4f} for at most "
+        f"{ticket.timeout_s / 60:.0f} min",
+        attempt=ticket.attempt,
+        spec_hash=spec.spec_hash(),
+        grant_id=ticket.grant_id,
+        held_usd=ticket.held_usd,
+        timeout_s=ticket.timeout_s,
+        data_digest=snapshot.digest,
+    )
+    return _attempt(job, ticket, snapshot, workdir, on_progress, stop)
+
+
+def _attempt(
+    job: JobState,
+    ticket: Ticket,
+    snapshot: DataSnapshot,
+    workdir: Path,
+    on_progress: ProgressFn | None,
+    stop: StopCheck,
+) -> JobState:
+    spec = require_spec(job)
+    watchdog: Watchdog | None = None
+
+    def guard(pid: int) -> None:
+        nonlocal watchdog
+        watchdog = Watchdog.start(pid, ["tools.job.attempt", str(workdir)], log_path=str(workdir / "watchdog.log"))
+
+    try:
+        rendered = render_script(
+            spec,
+            workdir,
+            model_path=resolve_model(spec.model_name).path,
+            dataset_path=Path(snapshot.train_path),
+            eval_dataset_path=Path(snapshot.eval_path) if snapshot.eval_path else None,
+            device="cuda" if job.executor == "modal" else "cpu",
+            extra={"checkpoint_every": job.checkpoint_every, "resume_from": job.resume.path if job.resume else None},
+        )
+        job = job.model_copy(
+            update={"status": "running", "trained_data": snapshot, "rendered": _ref(ticket.attempt, rendered, job)}
+        )
+        job.folder.write_json(JOB_FILE, job.model_dump(mode="json"))
+        (workdir / TICKET_FILE).write_text(ticket.model_dump_json(), encoding="utf-8")
+        result = _execute(job, ticket, rendered, on_progress, stop, guard)
+    except BaseException as exc:
+        billed = (time.time() - ticket.started) * ticket.price_usd_per_s
+        SpendStore().capture(ticket.attempt_id, min(billed, ticket.held_usd), "error")
+        if watchdog is not None:
+            watchdog.release()
+        if isinstance(exc, Exception) and not isinstance(exc, AegisError):
+            job.record("train", "failed", f"attempt {ticket.attempt} could not run: {type(exc).__name__}: {exc}")
+        raise
+    job = book_attempt(job, ticket, result)
+    if watchdog is not None:
+        watchdog.release()
+    return job
+
+
+def _execute(
+    job: JobState,
+    ticket: Ticket,
+    rendered: RenderedScript,
+    on_progress: ProgressFn | None,
+    stop: StopCheck,
+    on_start: object,
+) -> ExecutionResult:
+    spec, est = require_spec(job), require_estimate(job)
+    if job.executor == "modal":
+        return run_on_modal(
+            spec,
+            rendered.workdir,
+            rendered,
+            estimated_seconds=est.cost_breakdown.estimated_seconds,
+            timeout_s=ticket.timeout_s,
+            on_progress=on_progress,
+        )
+    return run_local(
+        spec,
+        rendered.workdir,
+        rendered,
+        timeout_s=ticket.timeout_s,
+        memory_limit_mb=job.local_memory_limit_mb,
+        on_progress=on_progress,
+        gpu_price_usd_per_sec=ticket.price_usd_per_s,
+        estimated_gpu_cost_usd=est.estimated_cost_usd,
+        should_stop=stop,
+        on_start=on_start,  # type: ignore[arg-type]
+    )
+
+
+def book_attempt(job: JobState, ticket: Ticket, result: ExecutionResult) -> JobState:
+    """Capture the attempt's bill in the store (releasing the rest of its hold), then in the job and its log."""
+    SpendStore().capture(ticket.attempt_id, result.actual_cost_usd, result.status)
+    est = require_estimate(job)
+    record_actual(job.run_id, ticket.attempt, ran_on(job), result)
+    ledger = job.ledger.record(
+        attempt=ticket.attempt,
+        run_id=job.run_id,
+        status=result.status,
+        estimated_usd=est.estimated_cost_usd,
+        actual_usd=result.actual_cost_usd,
+    )
+    status: JobStatus = {"succeeded": "running", "interrupted": "interrupted"}.get(result.status, "failed")  # type: ignore[assignment]
+    job = job.model_copy(
+        update={"attempts": [*job.attempts, result], "ledger": ledger, "status": status, "rendered": None}
+    )
+    summary = result.model_dump(mode="json", exclude={"loss_curve"})
+    if result.status == "succeeded":
+        job.record(
+            "train",
+            "completed",
+            f"attempt {ticket.attempt} finished: loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}, "
+            f"{result.tokens_per_s:.0f} tokens/s, {result.duration_s:.0f} s, billed ${result.actual_cost_usd:.4f}",
+            result=summary,
+            captured_usd=result.actual_cost_usd,
+        )
+    else:
+        event_status: RunStatus = "interrupted" if result.status == "interrupted" else "failed"
+        job.record(
+            "train",
+            event_status,
+            f"attempt {ticket.attempt} {result.status}: {result.failure_class} — {result.error_message or 'no error text'}",
+            result=summary,
+            captured_usd=result.actual_cost_usd,
+        )
+    return job
+
+
+def recover_orphan(workdir: Path) -> int:
+    """After the process that ran an attempt died: book it as interrupted and write the report, once."""
+    ticket = Ticket.model_validate_json((workdir / TICKET_FILE).read_text(encoding="utf-8"))
+    store = SpendStore()
+    row = next((a for a in store.attempts(job_id=ticket.job_id) if a.attempt_id == ticket.attempt_id), None)
+    if row is None or row.state is HoldState.CAPTURED:
+        return 0  # booked by its own process before it died
+    job = JobState.model_validate_json((workdir.parent / JOB_FILE).read_text(encoding="utf-8"))
+    rendered = RenderedScript.from_paths(workdir / "train.py", workdir / "config.json")
+    tail = MetricsTail(rendered.metrics_path)
+    tail.read_new()
+    duration = time.time() - ticket.started
+    result = result_from_records(
+        require_spec(job),
+        rendered,
+        tail.records,
+        exit_code=None,
+        log_path=workdir / "train.log",
+        duration=duration,
+        timed_out=False,
+        interrupted=True,
+        timeout_s=ticket.timeout_s,
+        memory_limit_mb=job.local_memory_limit_mb,
+        sampled_peak_mb=0.0,
+        gpu_price_usd_per_sec=ticket.price_usd_per_s,
+        estimated_gpu_cost_usd=require_estimate(job).estimated_cost_usd,
+    )
+    died = f"the process that ran it (pid {row.owner_pid}) died; its watchdog stopped the training"
+    result = result.model_copy(
+        update={"error_message": died, "actual_cost_usd": min(result.actual_cost_usd, ticket.held_usd)}
+    )
+    job = book_attempt(job, ticket, result)
+    report_job(job, outcome="interrupted")
+    return 0
+
+
+def default_timeout_s(job: JobState) -> float:
+    """The attempt's time limit before the budget cuts it: Modal's rule on Modal, the local one here."""
+    if job.executor == "modal":
+        return float(modal_timeout_s(require_estimate(job).cost_breakdown.estimated_seconds))
+    return local_timeout_s(job)
+
+
+def _move(snapshot: DataSnapshot, staging: Path, dest: Path) -> DataSnapshot:
+    staging.rename(dest)
+
+    def moved(path: str | None) -> str | None:
+        return str(dest / Path(path).name) if path else None
+
+    return snapshot.model_copy(
+        update={"train_path": moved(snapshot.train_path), "eval_path": moved(snapshot.eval_path)}
+    )
+
+
+def _ref(attempt: int, rendered: RenderedScript, job: JobState) -> RenderedRef:
+    return RenderedRef(
+        attempt=attempt,
+        workdir=str(rendered.workdir),
+        script_path=str(rendered.script_path),
+        config_path=str(rendered.config_path),
+        spec_hash=require_spec(job).spec_hash(),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(recover_orphan(Path(sys.argv[1])))

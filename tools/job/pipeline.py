@@ -1,0 +1,78 @@
+"""The deterministic pipeline behind ``aegis train``: the agent's plan without the LLM.
+
+estimate → gate → (person) → render → run → evals, healing failures by the rules while the
+retry bound and the budget allow → report. The same job steps and guards as the agent's tools.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+
+from tools.core.errors import GuardRefusal
+from tools.core.spec import Decision, TrainingSpec
+from tools.job.attempt import run_job
+from tools.job.steps import (
+    JobState,
+    ProgressFn,
+    decide,
+    estimate_job,
+    evaluate_job,
+    gate_job,
+    open_request,
+    remediate_job,
+    report_job,
+    set_spec,
+)
+from tools.plan.remediation import REMEDIATE_ON
+
+AskFn = Callable[[JobState], tuple[Decision, str]]
+
+
+def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: ProgressFn | None = None) -> JobState:
+    """Drive one job to a report. ``ask`` answers the gate when a person is needed."""
+    job = set_spec(job, spec, source="spec file")
+    job = estimate_job(job)
+    job = _through_gate(gate_job(job), ask)
+    while job.status == "approved":
+        try:
+            job = run_job(job, on_progress=on_progress)
+        except GuardRefusal as exc:
+            job.record("train", "failed", f"refused: {exc}", refused=True)
+            job = job.model_copy(update={"status": "refused"})
+            break
+        last = job.attempts[-1]
+        if last.status == "succeeded":
+            job = evaluate_job(job)
+            break
+        if last.status == "interrupted" or last.failure_class not in REMEDIATE_ON:
+            break
+        try:
+            job = remediate_job(job)
+        except GuardRefusal as exc:
+            job.record(
+                "remediate",
+                "failed",
+                f"refused: {exc}",
+                refused=True,
+                retry_count=job.retry_count,
+                max_retries=job.max_retries,
+            )
+            job = job.model_copy(update={"status": "failed"})
+            break
+        job = _through_gate(gate_job(job), ask)
+    return report_job(job)
+
+
+def _through_gate(job: JobState, ask: AskFn) -> JobState:
+    """Loop while a person keeps asking to optimize; stop at approve, cancel or refusal."""
+    for _ in range(5):
+        if job.status == "planning":
+            job = gate_job(job)
+        if job.status != "awaiting_approval":
+            return job
+        job, _shown = open_request(job, secrets.token_hex(8))
+        decision, who = ask(job)
+        job = decide(job, decision, who, answer_id=uuid.uuid4().hex)
+    return job

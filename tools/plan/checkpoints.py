@@ -1,0 +1,141 @@
+"""Checkpoints that bound what a failure can cost, and the resume point a retry starts from.
+
+The interval comes from the estimate: a checkpoint every ``share`` of the planned steps means a failure
+loses at most that share of the run's cost. A retry resumes from the last good checkpoint when the healed
+spec trains the same parameters with the same effective batch (so the optimizer state and the data
+order stay valid); the price of the retry is then that of the steps left, and the rest is money saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.core.errors import AegisError
+from tools.core.spec import CostEstimate, TrainingSpec
+
+DEFAULT_MAX_LOSS_SHARE = 0.1
+# Fields a retry may change and still continue the same optimisation from a checkpoint.
+RESUMABLE_CHANGES = frozenset(
+    {"learning_rate", "micro_batch_size", "gradient_accumulation_steps", "gradient_checkpointing"}
+)
+CHECKPOINT_FILES = ("state.json", "trainable.pt", "optim.pt")
+
+
+class ResumePoint(BaseModel):
+    """Where the next attempt starts, and what starting there instead of step 0 saves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int = Field(ge=1)
+    path: str
+    from_attempt: int = Field(ge=1)
+    loss: float | None = None
+    saved_usd: float = 0.0
+    saved_seconds: float = 0.0
+
+
+def max_loss_share() -> float:
+    """The largest share of a run's cost one failure may lose; AEGIS_MAX_LOSS_SHARE overrides the default 10%."""
+    raw = os.environ.get("AEGIS_MAX_LOSS_SHARE")
+    if raw is None:
+        return DEFAULT_MAX_LOSS_SHARE
+    try:
+        share = float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise AegisError(f"AEGIS_MAX_LOSS_SHARE must be a number in (0, 1], got '{raw}'")
+    return share
+
+
+def checkpoint_interval(total_steps: int, share: float) -> int | None:
+    """Steps between checkpoints so a failure loses at most ``share`` of the steps; None when there is nothing to save."""
+    if total_steps < 2:
+        return None
+    return max(1, math.floor(total_steps * share))
+
+
+def last_good_checkpoint(
+    output_dir: str | Path | None, *, stable_only: bool = False
+) -> tuple[int, Path, float | None] | None:
+    """The newest complete checkpoint with a finite loss in an attempt's output folder: (step, folder, loss).
+
+    stable_only: only one taken before its gradients spiked (the script marks it), for a retry after NaN; a
+    checkpoint from the middle of a divergence would only diverge again, whatever the learning rate.
+    """
+    if not output_dir:
+        return None
+    found = []
+    for folder in (Path(output_dir) / "checkpoints").glob("step-*"):
+        if not all((folder / name).is_file() for name in CHECKPOINT_FILES):
+            continue  # a save cut short (killed mid-write) is not a checkpoint
+        try:
+            state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(state, dict) or not _files_intact(folder, state.get("files")):
+            continue  # torn or altered since it was written: resuming from it would fail, or worse, not
+        loss = state.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            continue
+        if stable_only and not state.get("stable", True):
+            continue
+        found.append((int(state["step"]), folder, loss))
+    return max(found, key=lambda item: item[0], default=None)
+
+
+def _files_intact(folder: Path, manifest: object) -> bool:
+    """Every file the script hashed when it saved the checkpoint still has that hash."""
+    if not isinstance(manifest, dict) or set(manifest) != set(CHECKPOINT_FILES) - {"state.json"}:
+        return False
+    for name, expected in manifest.items():
+        digest = hashlib.sha256()
+        try:
+            with open(folder / name, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        if digest.hexdigest() != expected:
+            return False
+    return True
+
+
+def can_resume(old: TrainingSpec, new: TrainingSpec) -> bool:
+    """True when the healed spec can continue the old one's optimisation: same parameters, same effective batch."""
+    before, after = old.model_dump(), new.model_dump()
+    changed = {key for key, value in after.items() if before[key] != value}
+    return changed <= RESUMABLE_CHANGES and old.effective_batch_size == new.effective_batch_size
+
+
+def price_resumed(
+    estimate: CostEstimate, resume_step: int, startup_seconds: float
+) -> tuple[CostEstimate, float, float]:
+    """The estimate for the steps after ``resume_step`` only; returns it with the seconds and dollars saved."""
+    bd = estimate.cost_breakdown
+    total = max(bd.total_steps, 1)
+    done = min(resume_step, total)
+    variable = max(bd.estimated_seconds - startup_seconds, 0.0)
+    saved_seconds = variable * done / total
+    seconds = bd.estimated_seconds - saved_seconds
+    scale = seconds / bd.estimated_seconds if bd.estimated_seconds > 0 else 1.0
+    cost = estimate.estimated_cost_usd * scale
+    note = (
+        f"resumes from the checkpoint at step {done} of {total}: prices the {total - done} steps left, "
+        f"${estimate.estimated_cost_usd - cost:.4f} and {saved_seconds / 60:.1f} min less than a restart"
+    )
+    breakdown = bd.model_copy(update={"estimated_seconds": seconds, "notes": [*bd.notes, note]})
+    resumed = estimate.model_copy(
+        update={
+            "estimated_cost_usd": cost,
+            "estimated_duration_min": seconds / 60,
+            "cost_breakdown": breakdown,
+        }
+    )
+    return resumed, saved_seconds, estimate.estimated_cost_usd - cost

@@ -1,0 +1,159 @@
+"""The cost optimizer: a deterministic search over the catalog and the spec's cheap levers.
+
+Levers, in the order a person would accept them: the GPU; gradient checkpointing, only where
+activations are what does not fit; qlora instead of lora/full, only where it unlocks a cheaper
+GPU; a shorter seq_len, only where every row of the data still fits. Quality levers the person
+set (epochs, learning rate, batch) are never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from tools.core.catalog import get_gpu, gpu_names
+from tools.core.errors import AegisError
+from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec, parse_spec
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gpu: str
+    method: str
+    gradient_checkpointing: bool
+    seq_len: int
+    cost_usd: float
+    vram_gb: float
+    gpu_memory_gb: float
+    minutes: float
+    fits: bool
+
+
+class OptimizationProposal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spec: TrainingSpec
+    estimate: CostEstimate
+    changes: dict[str, list[Any]]
+    summary: str
+    candidates: list[Candidate]
+
+
+def shorter_seq_len(seq_len: int, longest_row: int) -> int | None:
+    """The smallest power of two (≥ 64) that holds the longest row, if it is below the current seq_len."""
+    size = 64
+    while size < longest_row:
+        size *= 2
+    return size if size < seq_len else None
+
+
+def optimize_spec(
+    spec: TrainingSpec,
+    policy: BudgetPolicy,
+    *,
+    spent_usd: float = 0.0,
+    dataset_stats: Any = None,
+    model_config: Any = None,
+) -> OptimizationProposal:
+    """Propose the cheapest spec that fits; raise AegisError naming the near misses when nothing does."""
+    from tools.inputs.model_config import load_model_config
+    from tools.plan.estimator import estimate, read_dataset_stats
+
+    stats = dataset_stats if dataset_stats is not None else read_dataset_stats(spec)
+    config = (
+        model_config
+        if model_config is not None
+        else load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
+    )
+    gpus = ["cpu"] if spec.target_gpu == "cpu" else [g for g in gpu_names() if g != "cpu"]
+    methods = [spec.method] + (["qlora"] if spec.method != "qlora" and spec.target_gpu != "cpu" else [])
+    seqs = [spec.seq_len]
+    if (shorter := shorter_seq_len(spec.seq_len, stats.max_tokens_per_row)) is not None:
+        seqs.append(shorter)
+
+    scored: list[tuple[TrainingSpec, CostEstimate]] = []
+    for gpu in gpus:
+        for method in methods:
+            for seq_len in seqs:
+                plain = _variant(spec, gpu=gpu, method=method, seq_len=seq_len, gc=spec.gradient_checkpointing)
+                est = estimate(plain, dataset_stats=stats, model_config=config)
+                scored.append((plain, est))
+                if not est.fits and not spec.gradient_checkpointing:
+                    checkpointed = _variant(spec, gpu=gpu, method=method, seq_len=seq_len, gc=True)
+                    scored.append((checkpointed, estimate(checkpointed, dataset_stats=stats, model_config=config)))
+
+    candidates = [_candidate(s, e) for s, e in scored]
+    fitting = sorted(
+        (pair for pair in scored if pair[1].fits),
+        key=lambda p: (p[1].estimated_cost_usd, _quality_loss(spec, p[0])),
+    )
+    same_method = [p for p in fitting if p[0].method == spec.method]
+    choice = same_method[0] if same_method else None
+    qlora = [p for p in fitting if p[0].method == "qlora" and spec.method != "qlora"]
+    if qlora and (choice is None or _price(qlora[0][0]) < _price(choice[0])):
+        choice = qlora[0]
+    if choice is None:
+        near = sorted(scored, key=lambda p: p[1].estimated_vram_gb - p[1].cost_breakdown.gpu_memory_gb)[:3]
+        misses = "; ".join(
+            f"{s.target_gpu} {s.method}{' +checkpointing' if s.gradient_checkpointing else ''} needs "
+            f"{e.estimated_vram_gb:.1f} of {e.cost_breakdown.gpu_memory_gb:g} GB"
+            for s, e in near
+        )
+        raise AegisError(
+            f"no catalog GPU fits this job with the allowed levers (near misses: {misses}); "
+            "try a smaller model, a shorter seq_len or more GPUs"
+        )
+    new_spec, new_est = choice
+    changes = {k: [v, getattr(new_spec, k)] for k, v in spec.model_dump().items() if getattr(new_spec, k) != v}
+    budget_note = ""
+    if spent_usd + new_est.estimated_cost_usd > policy.max_budget_usd:
+        budget_note = f" It is still above the hard limit ${policy.max_budget_usd:.2f}; the gate will refuse it."
+    changed = ", ".join(f"{k}: {a} → {b}" for k, [a, b] in changes.items()) or "no change: already the cheapest"
+    summary = (
+        f"cheapest fitting spec: ${new_est.estimated_cost_usd:.4f} on {new_spec.target_gpu} "
+        f"({new_est.estimated_vram_gb:.1f} GB); changes: {changed}.{budget_note}"
+    )
+    return OptimizationProposal(
+        spec=new_spec,
+        estimate=new_est,
+        changes=changes,
+        summary=summary,
+        candidates=sorted(candidates, key=lambda c: (not c.fits, c.cost_usd)),
+    )
+
+
+def _variant(spec: TrainingSpec, *, gpu: str, method: str, seq_len: int, gc: bool) -> TrainingSpec:
+    return parse_spec(
+        {**spec.model_dump(), "target_gpu": gpu, "method": method, "seq_len": seq_len, "gradient_checkpointing": gc}
+    )
+
+
+def _quality_loss(original: TrainingSpec, candidate: TrainingSpec) -> int:
+    """Tie-break toward fewer changes to what the person asked for."""
+    return sum(
+        [
+            candidate.method != original.method,
+            candidate.seq_len != original.seq_len,
+            candidate.gradient_checkpointing != original.gradient_checkpointing,
+        ]
+    )
+
+
+def _price(spec: TrainingSpec) -> float:
+    return get_gpu(spec.target_gpu).price_usd_per_hour
+
+
+def _candidate(spec: TrainingSpec, est: CostEstimate) -> Candidate:
+    return Candidate(
+        gpu=spec.target_gpu,
+        method=spec.method,
+        gradient_checkpointing=spec.gradient_checkpointing,
+        seq_len=spec.seq_len,
+        cost_usd=est.estimated_cost_usd,
+        vram_gb=est.estimated_vram_gb,
+        gpu_memory_gb=est.cost_breakdown.gpu_memory_gb,
+        minutes=est.estimated_duration_min,
+        fits=est.fits,
+    )
