@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.core.spec import Decision
+from tools.core.spec import TrainingSpec
+from tools.core.status import Decision
+from tools.plan.worst_case import PlannedAttempt
 
 
 class ApprovalRequest(BaseModel):
@@ -18,7 +19,7 @@ class ApprovalRequest(BaseModel):
     run_id: str
     request_id: str = Field(description="The spend store's record of this question; an answer names it.")
     spec_hash: str
-    spec: dict[str, Any]
+    spec: TrainingSpec
     estimated_cost_usd: float
     estimated_duration_min: float
     estimated_vram_gb: float
@@ -28,8 +29,8 @@ class ApprovalRequest(BaseModel):
     soft_threshold_usd: float
     max_budget_usd: float
     reason: str
-    options: list[Decision] = ["approve", "optimize", "cancel"]
-    attempts: list[dict[str, Any]] = []
+    options: list[Decision] = list(Decision)
+    attempts: list[PlannedAttempt] = []
     worst_case_usd: float | None = None
     retries_budget_allows: int | None = None
     dtype: str = ""

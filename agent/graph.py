@@ -6,11 +6,11 @@ Nothing here decides money or retries; the tools do. The graph only routes.
 from __future__ import annotations
 
 import json
+from inspect import signature
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
-from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer, Send
@@ -20,10 +20,13 @@ from agent.offline_model import SPEC_PARSED
 from agent.state import AgentState
 from agent.tools import TOOLS
 from tools.core.errors import AegisError
+from tools.core.money import usd
 from tools.core.paths import PROMPTS_DIR, resolve_dataset_path
 from tools.core.spec import BudgetPolicy
 from tools.core.stop import stop_requested
-from tools.job.steps import TERMINAL, JobState, new_job, report_job, set_spec
+from tools.job.planning import set_spec
+from tools.job.reporting import report_job
+from tools.job.state import TERMINAL, JobState, new_job
 from tools.policy.records import Lifecycle
 from tools.policy.store import SpendStore
 
@@ -39,7 +42,8 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
     extraction = (PROMPTS_DIR / "extraction.md").read_text(encoding="utf-8")
     structured = model.with_structured_output(SpecRequest)
     # One tool call at a time: asked of the model where it can be, and enforced by the graph (route_*) anyway.
-    with_tools = model.bind_tools(TOOLS, **({"parallel_tool_calls": False} if isinstance(model, ChatOpenAI) else {}))
+    serial = {"parallel_tool_calls": False} if "parallel_tool_calls" in signature(model.bind_tools).parameters else {}
+    with_tools = model.bind_tools(TOOLS, **serial)
     prompt = system_prompt(executor)
 
     def intake(state: AgentState) -> dict[str, Any]:
@@ -47,62 +51,13 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
         if human is None:
             return {}
         request = structured.invoke([SystemMessage(extraction), HumanMessage(str(human.content))])
-        if not isinstance(request, SpecRequest):
-            request = SpecRequest.model_validate(request)
-        said = request.model_dump(exclude_none=True)
-        job_raw = state.get("job")
-        if not said and job_raw:
-            return {}
-        draft = merge_request(state.get("spec_draft") or {}, request)
-        spec, problem = build_spec(draft)
-        if spec is None:
-            return {"spec_draft": draft, "messages": [AIMessage(problem or "Please describe the job.")]}
-        try:
-            resolve_dataset_path(spec.dataset_path)
-            if spec.eval_dataset_path:
-                resolve_dataset_path(spec.eval_dataset_path)
-        except AegisError as exc:
-            return {"spec_draft": draft, "messages": [AIMessage(f"I can't use that data: {exc}.")]}
-        job = set_spec(_job_for(state, draft), spec, source="request")
-        shown = spec.model_dump(mode="json", exclude_defaults=False)
-        note = ""
-        if draft.get("max_budget_usd") is not None:
-            note = f"\nBudget for this run: hard limit ${job.policy.max_budget_usd:.2f} (a request can only lower it)."
-        message = AIMessage(
-            f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```{note}",
-            additional_kwargs={SPEC_PARSED: True},
-        )
-        return {"spec_draft": draft, "job": job.model_dump(mode="json"), "messages": [message]}
-
-    def route_intake(state: AgentState) -> Literal["agent", "__end__"]:
-        last = state["messages"][-1]
-        if isinstance(last, AIMessage) and not last.additional_kwargs.get(SPEC_PARSED):
-            return END
-        return "agent" if state.get("job") else END
+        return read_request(state, request if isinstance(request, SpecRequest) else SpecRequest.model_validate(request))
 
     def agent(state: AgentState) -> dict[str, Any]:
         if stop_requested(state.get("thread_id")):
             return {"messages": [AIMessage(STOPPED)]}
         response = with_tools.invoke([SystemMessage(prompt), *state["messages"]])
         return {"messages": [response]}
-
-    def route_agent(state: AgentState) -> list[Send] | Literal["finalize"]:
-        calls = unanswered_calls(state)
-        return [Send("tools", [calls[0]])] if calls else "finalize"
-
-    def route_tools(state: AgentState) -> list[Send] | Literal["agent"]:
-        calls = unanswered_calls(state)
-        return [Send("tools", [calls[0]])] if calls else "agent"
-
-    def finalize(state: AgentState) -> dict[str, Any]:
-        raw = state.get("job")
-        if not raw:
-            return {}
-        job = JobState.model_validate(raw)
-        if job.spec is None or (not job.attempts and job.status not in TERMINAL):
-            return {}
-        job = report_job(job)
-        return {"job": job.model_dump(mode="json")}
 
     graph = StateGraph(AgentState)
     graph.add_node("intake", intake)
@@ -115,6 +70,61 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
     graph.add_conditional_edges("tools", route_tools, ["tools", "agent"])
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer, name="aegis-agent")
+
+
+def read_request(state: AgentState, request: SpecRequest) -> dict[str, Any]:
+    """The intake's update: the merged draft, and the job with its spec set, or a question back in plain words."""
+    if not request.model_dump(exclude_none=True) and state.get("job"):
+        return {}
+    draft = merge_request(state.get("spec_draft") or {}, request)
+    spec, problem = build_spec(draft)
+    if spec is None:
+        return {"spec_draft": draft, "messages": [AIMessage(problem or "Please describe the job.")]}
+    try:
+        resolve_dataset_path(spec.dataset_path)
+        if spec.eval_dataset_path:
+            resolve_dataset_path(spec.eval_dataset_path)
+    except AegisError as exc:
+        return {"spec_draft": draft, "messages": [AIMessage(f"I can't use that data: {exc}.")]}
+    job = set_spec(_job_for(state, draft), spec, source="request")
+    shown = spec.model_dump(mode="json", exclude_defaults=False)
+    note = ""
+    if draft.get("max_budget_usd") is not None:
+        note = f"\nBudget for this run: hard limit {usd(job.policy.max_budget_usd)} (a request can only lower it)."
+    message = AIMessage(
+        f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```{note}",
+        additional_kwargs={SPEC_PARSED: True},
+    )
+    return {"spec_draft": draft, "job": job.model_dump(mode="json"), "messages": [message]}
+
+
+def route_intake(state: AgentState) -> Literal["agent", "__end__"]:
+    last = state["messages"][-1]
+    if isinstance(last, AIMessage) and not last.additional_kwargs.get(SPEC_PARSED):
+        return END
+    return "agent" if state.get("job") else END
+
+
+def route_agent(state: AgentState) -> list[Send] | Literal["finalize"]:
+    calls = unanswered_calls(state)
+    return [Send("tools", [calls[0]])] if calls else "finalize"
+
+
+def route_tools(state: AgentState) -> list[Send] | Literal["agent"]:
+    calls = unanswered_calls(state)
+    return [Send("tools", [calls[0]])] if calls else "agent"
+
+
+def finalize(state: AgentState) -> dict[str, Any]:
+    """Write the report once the job has trained or ended."""
+    raw = state.get("job")
+    if not raw:
+        return {}
+    job = JobState.model_validate(raw)
+    if job.spec is None or (not job.attempts and job.status not in TERMINAL):
+        return {}
+    job = report_job(job)
+    return {"job": job.model_dump(mode="json")}
 
 
 def unanswered_calls(state: AgentState) -> list[ToolCall]:

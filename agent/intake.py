@@ -67,12 +67,21 @@ def parse_request(text: str) -> SpecRequest:
     t = " ".join(text.split())
     low = t.lower()
     out: dict[str, Any] = {}
+    for read in (_method, _model, _data, _numbers, _gpu, _budget):
+        read(t, low, out)
+    return SpecRequest.model_validate(out)
+
+
+def _method(t: str, low: str, out: dict[str, Any]) -> None:
     if re.search(r"\bq-?lora\b|4-?bit", low):
         out["method"] = "qlora"
     elif re.search(r"\blora\b|adapter", low):
         out["method"] = "lora"
     elif re.search(r"full[ -]?fine[ -]?tun|full[ -]?finetun|full parameter", low):
         out["method"] = "full_finetune"
+
+
+def _model(t: str, low: str, out: dict[str, Any]) -> None:
     if m := re.search(r"\b(local:[\w.-]+)", t):
         out["model_name"] = m.group(1)
     elif m := re.search(r"\b([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)\b(?<!\.jsonl)(?<!\.json)(?<!\.csv)(?<!\.parquet)", t):
@@ -83,6 +92,9 @@ def parse_request(text: str) -> SpecRequest:
             if re.search(rf"(?<![\w-]){re.escape(alias)}(?![\w-])", low):
                 out["model_name"] = name
                 break
+
+
+def _data(t: str, low: str, out: dict[str, Any]) -> None:
     if m := re.search(
         rf"(?:eval(?:uation)? (?:data|set|dataset|file)|held[- ]out(?: data| set)?)\s*(?:in|at|from|=|:)?\s*{_PATH}",
         t,
@@ -92,6 +104,9 @@ def parse_request(text: str) -> SpecRequest:
     paths = [p for p in re.findall(_PATH, t) if p != out.get("eval_dataset_path")]
     if paths:
         out["dataset_path"] = paths[0]
+
+
+def _numbers(t: str, low: str, out: dict[str, Any]) -> None:
     if m := re.search(rf"{_NUM}\s*epochs?\b", low):
         out["num_epochs"] = int(float(m.group(1)))
     elif re.search(r"\b(one|an?) epoch\b", low):
@@ -112,6 +127,9 @@ def parse_request(text: str) -> SpecRequest:
         out["gradient_checkpointing"] = not re.search(
             r"(?:no|without|disable) (?:gradient|activation) checkpointing", low
         )
+
+
+def _gpu(t: str, low: str, out: dict[str, Any]) -> None:
     gpus = sorted(gpu_names(), key=len, reverse=True)
     gpu_re = "|".join(re.escape(g) for g in gpus) + r"|a100"
     if m := re.search(rf"(\d+)\s*(?:x|×)\s*({gpu_re})\b|\b(\d+)\s+({gpu_re})s?\b", low):
@@ -123,6 +141,9 @@ def parse_request(text: str) -> SpecRequest:
         out["target_gpu"] = m.group(1)  # an unknown GPU is kept, so validation names it instead of a default
     if out.get("target_gpu") == "a100":
         out["target_gpu"] = "a100-40gb"
+
+
+def _budget(t: str, low: str, out: dict[str, Any]) -> None:
     if m := re.search(
         r"(?:under|below|less than|at most|max(?:imum)?|budget(?: of)?|cap(?: it)? at|no more than)\s*\$\s*(\d+(?:\.\d+)?)",
         low,
@@ -130,7 +151,6 @@ def parse_request(text: str) -> SpecRequest:
         out["max_budget_usd"] = float(m.group(1))
     elif m := re.search(r"(?:under|below|less than|at most|budget of)\s*(\d+(?:\.\d+)?)\s*(?:usd|dollars?)", low):
         out["max_budget_usd"] = float(m.group(1))
-    return SpecRequest.model_validate(out)
 
 
 def merge_request(draft: dict[str, Any], request: SpecRequest) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Model choice: the embedded offline planner by default, any OpenAI-compatible endpoint by configuration."""
+"""Which chat model drives the agent: the offline planner by default, any OpenAI-compatible endpoint by configuration.
+
+``langchain_openai`` (and the openai SDK under it, about half a second) is imported only when an OpenAI model
+is chosen: the one lazy import of this module.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,22 @@ import os
 
 from langchain_core.language_models import BaseChatModel
 
+from agent.offline_model import OfflinePlanner
 from tools.core.errors import AegisError
+from tools.core.settings import settings
 
 DEFAULT_MODEL = "offline"
 
 
 def model_choice(name: str | None = None) -> str:
-    return name or os.environ.get("AEGIS_MODEL") or DEFAULT_MODEL
+    """The model asked for: ``name``, else AEGIS_MODEL, else the offline planner."""
+    return name or settings().model or DEFAULT_MODEL
 
 
 def make_chat_model(name: str | None = None, *, executor: str = "local") -> BaseChatModel:
     """``offline`` or ``openai:MODEL`` (OPENAI_BASE_URL points it at vLLM, Ollama, llama.cpp...)."""
     choice = model_choice(name)
     if choice == "offline":
-        from agent.offline_model import OfflinePlanner
-
         return OfflinePlanner(executor=executor)
     if choice.startswith("openai:") and len(choice) > len("openai:"):
         if not os.environ.get("OPENAI_API_KEY") and not os.environ.get("OPENAI_BASE_URL"):
@@ -28,7 +33,7 @@ def make_chat_model(name: str | None = None, *, executor: str = "local") -> Base
                 f"model '{choice}' needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI endpoint); "
                 "set them, or use --model offline"
             )
-        from langchain_openai import ChatOpenAI
+        from langchain_openai import ChatOpenAI  # heavy: only for an OpenAI model
 
         return ChatOpenAI(
             model=choice.split(":", 1)[1],
@@ -36,6 +41,6 @@ def make_chat_model(name: str | None = None, *, executor: str = "local") -> Base
             base_url=os.environ.get("OPENAI_BASE_URL") or None,
             api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
             max_retries=1,
-            timeout=float(os.environ.get("AEGIS_MODEL_TIMEOUT_S", "120")),
+            timeout=settings().model_timeout_s,
         )
     raise AegisError(f"unknown model '{choice}'; use 'offline' or 'openai:MODEL_NAME'")

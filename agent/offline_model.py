@@ -1,13 +1,12 @@
 """The embedded planner: a LangChain chat model that needs no API key.
 
 It parses requests with rules (structured output) and follows the standard plan by reading the
-tools' JSON replies, through the very same graph and guarded tools a real LLM uses. It decides
+tools' typed results, through the very same graph and guarded tools a real LLM uses. It decides
 nothing about money or retries: the tools do.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,19 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agent.intake import parse_request
+from agent.results import (
+    ApprovalResult,
+    EstimateResult,
+    EvalsResult,
+    RemediateResult,
+    RenderResult,
+    ResultStatus,
+    RunResult,
+    ToolName,
+    ToolResult,
+    read_tool_result,
+)
+from tools.core.money import usd
 from tools.plan.remediation import REMEDIATE_ON
 
 SPEC_PARSED = "aegis_spec_parsed"
@@ -71,30 +83,28 @@ class OfflinePlanner(BaseChatModel):
         name = self._next_tool(results)
         if name is None:
             return AIMessage(_summary(results))
-        call_id = f"call_{len(results) + 1}_{name}"
-        return AIMessage(content="", tool_calls=[{"name": name, "args": {}, "id": call_id, "type": "tool_call"}])
+        call_id = f"call_{len(results) + 1}_{name.value}"
+        return AIMessage(content="", tool_calls=[{"name": name.value, "args": {}, "id": call_id, "type": "tool_call"}])
 
-    def _next_tool(self, results: list[tuple[str, dict[str, Any]]]) -> str | None:
-        run_tool = "run_on_modal" if self.executor == "modal" else "run_local"
+    def _next_tool(self, results: list[ToolResult]) -> ToolName | None:
+        run_tool = ToolName.RUN_ON_MODAL if self.executor == "modal" else ToolName.RUN_LOCAL
         if not results:
-            return "estimate_cost"
-        name, last = results[-1]
-        status = last.get("status")
-        if name == "estimate_cost":
-            return "request_approval" if last.get("ok") else None
-        if name == "request_approval":
-            if status == "approved":
+            return ToolName.ESTIMATE_COST
+        last = results[-1]
+        if isinstance(last, EstimateResult):
+            return ToolName.REQUEST_APPROVAL if last.ok else None
+        if isinstance(last, ApprovalResult):
+            if last.status == ResultStatus.APPROVED:
                 return run_tool
-            return "request_approval" if status == "optimized" else None
-        if name in ("run_local", "run_on_modal"):
-            if last.get("ok"):
-                return "run_evals"
-            if status == "failed" and last.get("failure_class") in REMEDIATE_ON:
-                return "remediate"
-            return None
-        if name == "remediate":
-            return "request_approval" if last.get("ok") else None
-        if name == "render_script":
+            return ToolName.REQUEST_APPROVAL if last.status == ResultStatus.OPTIMIZED else None
+        if isinstance(last, RunResult):
+            if last.ok:
+                return ToolName.RUN_EVALS
+            failed = last.attempt is not None and last.status == ResultStatus.FAILED
+            return ToolName.REMEDIATE if failed and last.attempt.failure_class in REMEDIATE_ON else None
+        if isinstance(last, RemediateResult):
+            return ToolName.REQUEST_APPROVAL if last.ok else None
+        if isinstance(last, RenderResult):
             return run_tool
         return None
 
@@ -110,65 +120,75 @@ def _last_human_text(value: Any) -> str:
     return ""
 
 
-def _tool_results(turn: list[BaseMessage]) -> list[tuple[str, dict[str, Any]]]:
+def _tool_results(turn: list[BaseMessage]) -> list[ToolResult]:
+    """The typed results of this turn's tool calls, in order."""
     names: dict[str, str] = {}
     results = []
     for message in turn:
         if isinstance(message, AIMessage):
             names.update({c["id"]: c["name"] for c in message.tool_calls})
         elif isinstance(message, ToolMessage):
-            try:
-                payload = json.loads(str(message.content))
-            except json.JSONDecodeError:
-                payload = {"ok": False, "status": "error", "message": str(message.content)}
-            results.append((names.get(message.tool_call_id, payload.get("tool", "?")), payload))
+            results.append(read_tool_result(message.content, names.get(message.tool_call_id)))
     return results
 
 
-def _summary(results: list[tuple[str, dict[str, Any]]]) -> str:
+def _estimate_line(r: EstimateResult) -> str | None:
+    if r.ok and r.estimate is not None:
+        e = r.estimate
+        return (
+            f"Estimate: {usd(e.estimated_cost_usd)} on {e.gpu} ({e.estimated_duration_min:.1f} min, "
+            f"{e.estimated_vram_gb:.1f} GB, {'fits' if e.fits else 'does NOT fit'}); limits: "
+            f"soft {usd(e.soft_threshold_usd)}, hard {usd(e.max_budget_usd)}."
+        )
+    if r.status == ResultStatus.PREFLIGHT_FAILED:
+        return f"Stopped before any money was asked for: {r.message}"
+    return f"{r.tool} refused: {r.message}"
+
+
+def _run_line(r: RunResult) -> str:
+    a = r.attempt
+    if r.ok and a is not None:
+        return (
+            f"Training attempt {a.attempt} succeeded: train loss {_loss(a.initial_train_loss)} → "
+            f"{_loss(a.final_train_loss)}, {a.steps} steps in {a.duration_s:.0f} s "
+            f"({a.tokens_per_s:.0f} tokens/s), actual cost {usd(a.actual_cost_usd)}."
+        )
+    if r.status == ResultStatus.REFUSED:
+        return f"The run was refused: {r.message}"
+    if a is None:
+        return f"{r.tool} failed: {r.message}"
+    return f"Training attempt {a.attempt} {r.status}: {a.failure_class} — {a.error or r.message}"
+
+
+def _loss(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _line(r: ToolResult) -> str | None:
+    """One line of the account for one result; None when there is nothing to say."""
+    if isinstance(r, EstimateResult):
+        return _estimate_line(r)
+    if isinstance(r, ApprovalResult):
+        who = f" by {r.decided_by}" if r.decided_by else ""
+        return f"Gate: {r.status}{who} — {r.message}"
+    if isinstance(r, RunResult):
+        return _run_line(r)
+    if isinstance(r, RemediateResult):
+        if r.ok and r.remediation is not None:
+            return f"Remediation {r.remediation.retry_count}/{r.remediation.max_retries}: {r.remediation.explanation}"
+        return f"Remediation refused: {r.message}"
+    if isinstance(r, EvalsResult):
+        if r.evals is None:
+            return f"Evaluation could not run: {r.message}"
+        checks = ", ".join(f"{c.name} {'pass' if c.passed else 'FAIL'}" for c in r.evals.checks)
+        return f"Evaluation {'passed' if r.ok else 'failed'}: {checks}."
+    return None if r.ok else f"{r.tool} refused: {r.message}"
+
+
+def _summary(results: list[ToolResult]) -> str:
     """A plain account built only from the numbers the tools returned."""
-    lines: list[str] = []
-    report = None
-    for name, r in results:
-        report = r.get("report_path", report)
-        if name == "estimate_cost" and r.get("ok"):
-            lines.append(
-                f"Estimate: ${r['estimated_cost_usd']:.2f} on {r['gpu']} ({r['estimated_duration_min']:.1f} min, "
-                f"{r['estimated_vram_gb']:.1f} GB, {'fits' if r['fits'] else 'does NOT fit'}); limits: "
-                f"soft ${r['soft_threshold_usd']:.2f}, hard ${r['max_budget_usd']:.2f}."
-            )
-        elif name == "estimate_cost" and r.get("status") == "preflight_failed":
-            lines.append(f"Stopped before any money was asked for: {r.get('message')}")
-        elif name == "request_approval":
-            who = f" by {r['decided_by']}" if r.get("decided_by") else ""
-            lines.append(f"Gate: {r.get('status')}{who} — {r.get('message', '')}")
-        elif name in ("run_local", "run_on_modal"):
-            if r.get("ok"):
-                lines.append(
-                    f"Training attempt {r['attempt']} succeeded: train loss {r['initial_train_loss']:.3f} → "
-                    f"{r['final_train_loss']:.3f}, {r['steps']} steps in {r['duration_s']:.0f} s "
-                    f"({r['tokens_per_s']:.0f} tokens/s), actual cost ${r['actual_cost_usd']:.2f}."
-                )
-            elif r.get("status") == "refused":
-                lines.append(f"The run was refused: {r.get('message')}")
-            else:
-                lines.append(
-                    f"Training attempt {r.get('attempt')} {r.get('status')}: {r.get('failure_class')} — "
-                    f"{r.get('error') or r.get('message')}"
-                )
-        elif name == "remediate":
-            if r.get("ok"):
-                lines.append(f"Remediation {r['retry_count']}/{r['max_retries']}: {r['explanation']}")
-            else:
-                lines.append(f"Remediation refused: {r.get('message')}")
-        elif name == "run_evals":
-            if r.get("status") == "refused" or "checks" not in r:
-                lines.append(f"Evaluation could not run: {r.get('message')}")
-            else:
-                checks = ", ".join(f"{c['name']} {'pass' if c['passed'] else 'FAIL'}" for c in r["checks"])
-                lines.append(f"Evaluation {'passed' if r.get('ok') else 'failed'}: {checks}.")
-        elif not r.get("ok"):
-            lines.append(f"{name} refused: {r.get('message')}")
+    lines = [line for line in map(_line, results) if line]
+    report = next((r.report_path for r in reversed(results) if r.report_path), None)
     if report:
         lines.append(f"Report: {report}")
     return "\n".join(f"- {line}" for line in lines) or "Nothing was done."

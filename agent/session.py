@@ -29,7 +29,7 @@ from tools.core.paths import runs_dir
 from tools.core.runlog import new_run_id
 from tools.core.spec import BudgetPolicy
 from tools.core.stop import clear_stop
-from tools.job.steps import JobState
+from tools.job.state import JobState
 
 EventFn = Callable[[dict[str, Any]], None]
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -211,7 +211,10 @@ class AgentSession:
 
 
 def _events(mode: str, chunk: Any) -> Iterator[dict[str, Any]]:
-    """Flatten LangGraph's stream into small UI events: tool_call, tool_result, progress, message."""
+    """Flatten LangGraph's stream into small UI events: tool_call, tool_result, progress, message, approval.
+
+    A tool_result's ``text`` is the tool's typed result as JSON: read it with ``agent.results.read_tool_result``.
+    """
     if mode == "custom":
         yield dict(chunk)
         return
@@ -227,7 +230,12 @@ def _events(mode: str, chunk: Any) -> Iterator[dict[str, Any]]:
                 if message.content:
                     yield {"kind": "message", "node": node, "text": str(message.content)}
             elif isinstance(message, ToolMessage):
-                yield {"kind": "tool_result", "id": message.tool_call_id, "text": str(message.content)}
+                yield {
+                    "kind": "tool_result",
+                    "id": message.tool_call_id,
+                    "name": message.name,
+                    "text": str(message.content),
+                }
 
 
 @contextmanager

@@ -12,6 +12,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import langsmith
+from langsmith.run_helpers import tracing_context
+
+from tools.core.settings import settings
+
 SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_-]{16,}"),
     re.compile(r"lsv2_[A-Za-z0-9_]{16,}"),
@@ -56,9 +61,6 @@ def trace_turn(session: Any, thread_id: str) -> Iterator[Callable[[Any], None]]:
     if not tracing_enabled():
         yield lambda result: None
         return
-    import langsmith
-    from langsmith.run_helpers import tracing_context
-
     client = langsmith.Client(hide_inputs=redact, hide_outputs=redact)
     metadata = {"thread_id": thread_id, "model": session.model_name, "executor": session.executor}
     with (
@@ -90,4 +92,4 @@ def trace_turn(session: Any, thread_id: str) -> Iterator[Callable[[Any], None]]:
             root.end(outputs=redact({"replies": result.replies, "pending": result.pending is not None, **extra}))
 
         yield finish
-    client.flush(timeout=float(os.environ.get("AEGIS_TRACE_FLUSH_TIMEOUT_S", "30")))  # never hang a turn on tracing
+    client.flush(timeout=settings().trace_flush_timeout_s)  # never hang a turn on tracing

@@ -39,7 +39,8 @@ from tools.core.paths import resolve_dataset_path  # noqa: E402
 from tools.core.spec import TrainingSpec  # noqa: E402
 from tools.inputs.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
 from tools.inputs.model_config import load_model_config, model_stats  # noqa: E402
-from tools.plan.estimator import CALIBRATION, estimate_spec, startup_seconds  # noqa: E402
+from tools.plan.calibration import CALIBRATION  # noqa: E402
+from tools.plan.estimator import estimate_spec, startup_seconds  # noqa: E402
 from tools.run.local import run_local  # noqa: E402
 from tools.run.render import render_script  # noqa: E402
 

@@ -4,7 +4,7 @@ Each measurement runs in a fresh process so its peak (VmHWM, which counts mmap'd
 
 - eval: each job trains a few steps with the rendered script (tools.run.render + tools.run.local, as `aegis train`
   does), then the eval phase runs in a process with the imports of `aegis run` (agent graph, pipeline, evals) and
-  calls tools.evals.model_evals.run_evals exactly as tools.job.steps.evaluate_job does, with the operator's thresholds (default).
+  calls tools.evals.model_evals.run_evals exactly as tools.job.healing.evaluate_job does, with the operator's thresholds (default).
   Compared: eval_memory_gb against that process's peak RSS, and host_ram_gb (on cpu, the training memory) against
   the training script's peak RSS.
 - load: from_pretrained of a local checkpoint in a given dtype, then every weight read (what `.to(device)` or a
@@ -14,7 +14,7 @@ Each measurement runs in a fresh process so its peak (VmHWM, which counts mmap'd
   against Calibration.host_bytes_per_token (the dataset term of host RAM).
 - tokenizer: RSS a loaded tokenizer keeps, tiny-llama's (3,835 entries) against SmolLM2's (49,152): the bytes per
   vocabulary entry of the eval phase's tokenizer term.
-- logits: tools.evals.model_evals.heldout_loss on rows of seq_len tokens, peak above the resident set before, in copies of the
+- logits: tools.evals.models.heldout_loss on rows of seq_len tokens, peak above the resident set before, in copies of the
   fp32 logits of one row (Calibration.eval_logits_copies).
 
 Every run prints the constants it implies (eval_process_gb: the eval peak minus the estimate's other terms;
@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, load_average, machine, model_path, save_results  # noqa: E402
 from tools.inputs.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
-from tools.plan.estimator import CALIBRATION, checkpoint_dtype, estimate_spec, model_load_gb  # noqa: E402
+from tools.plan.calibration import CALIBRATION  # noqa: E402
+from tools.plan.estimator import checkpoint_dtype, estimate_spec, model_load_gb  # noqa: E402
 
 MiB = 2**20
 GB = 1e9
@@ -116,15 +117,16 @@ def _child(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_eval(payload: dict[str, Any]) -> dict[str, Any]:
-    """The eval phase as tools.job.steps.evaluate_job runs it, in a process with `aegis run`'s imports."""
+    """The eval phase as tools.job.healing.evaluate_job runs it, in a process with `aegis run`'s imports."""
     for module in AEGIS_RUN_MODULES:
         importlib.import_module(module)
     import torch  # noqa: F401 - imported by the pipeline before evals
     import transformers  # noqa: F401
 
-    from tools.core.paths import resolve_dataset_path
     from tools.core.spec import ExecutionResult, TrainingSpec
-    from tools.evals.model_evals import EvalThresholds, run_evals
+    from tools.evals.model_evals import run_evals
+    from tools.evals.thresholds import EvalThresholds
+    from tools.inputs.dataset import load_records
     from tools.inputs.local_models import resolve_model
 
     spec = TrainingSpec.model_validate(payload["spec"])
@@ -135,7 +137,7 @@ def child_eval(payload: dict[str, Any]) -> dict[str, Any]:
         spec,
         result,
         base_model_path=resolve_model(spec.model_name).path,
-        dataset_path=resolve_dataset_path(spec.dataset_path),
+        train_records=load_records(spec.dataset_path),
         thresholds=EvalThresholds.from_config(),
     )
     return {
@@ -211,7 +213,7 @@ def child_logits(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tools.evals.model_evals import heldout_loss
+    from tools.evals.models import heldout_loss
 
     model = AutoModelForCausalLM.from_pretrained(payload["path"], dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(payload["path"])
@@ -333,7 +335,8 @@ def run_loads(workroot: Path) -> list[dict[str, Any]]:
 def run_data(workroot: Path, copies: int) -> list[dict[str, Any]]:
     """Retained RSS per token of the script's data stage, on datasets enlarged `copies` times."""
     from tools.core.spec import TrainingSpec
-    from tools.inputs.dataset import dataset_stats, load_tokenizer_offline
+    from tools.inputs.dataset import dataset_stats
+    from tools.inputs.tokenizer import load_tokenizer_offline
     from tools.run.render import render_script
 
     os.environ["AEGIS_DATA_DIRS"] = os.pathsep.join([str(workroot), str(ROOT)])  # the enlarged copies live here

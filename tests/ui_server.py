@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.ui_command import ui_command
+from agent.cli.ui import ui_command
 
 
 def free_port() -> int:

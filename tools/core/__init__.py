@@ -1,0 +1,1 @@
+"""Values and vocabulary every floor shares: the spec and its records, statuses, money, settings, paths, errors."""

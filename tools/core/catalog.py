@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import os
 from functools import cache
 from pathlib import Path
 
@@ -11,9 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.errors import AegisError
+from tools.core.settings import settings
 
 CATALOG_PATH = Path(__file__).with_name("gpu_catalog.yaml")
-LOCAL_PRICE_ENV = "AEGIS_LOCAL_PRICE_USD_PER_HOUR"
 
 
 class GPU(BaseModel):
@@ -50,24 +48,11 @@ def gpu_names() -> list[str]:
     return list(load_catalog().gpus)
 
 
-def local_price_per_hour() -> float | None:
-    """What the operator says this machine costs (AEGIS_LOCAL_PRICE_USD_PER_HOUR): a shared box is not free."""
-    raw = os.environ.get(LOCAL_PRICE_ENV)
-    if raw is None:
-        return None
-    try:
-        price = float(raw)
-    except ValueError:
-        price = -1.0
-    if not (price >= 0 and math.isfinite(price)):
-        raise AegisError(f"{LOCAL_PRICE_ENV} must be a price in USD per hour (0 or more), got '{raw}'")
-    return price
-
-
 def get_gpu(name: str) -> GPU:
     try:
         gpu = load_catalog().gpus[name.strip().lower()]
     except KeyError:
         raise AegisError(f"unknown GPU '{name}'; choose one of {', '.join(gpu_names())}") from None
-    price = local_price_per_hour() if gpu.name == "cpu" else None
+    # What the operator says this machine costs (AEGIS_LOCAL_PRICE_USD_PER_HOUR): a shared box is not free.
+    price = settings().local_price_usd_per_hour if gpu.name == "cpu" else None
     return gpu if price is None else gpu.model_copy(update={"price_usd_per_hour": price})

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from tools.core.errors import DataError
+from tools.core.settings import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_DATA_DIR = PROJECT_ROOT / "data"
@@ -18,22 +19,22 @@ PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 
 def aegis_home() -> Path:
-    """Root for caches that outlive a run (converted models, the ledger)."""
-    return Path(os.environ.get("AEGIS_HOME", Path.home() / ".cache" / "aegis")).expanduser()
+    """Root for caches that outlive a run (converted models, the ledger, the spend store)."""
+    return settings().home.expanduser()
 
 
 def model_cache_dir() -> Path:
-    return Path(os.environ.get("AEGIS_MODEL_CACHE", aegis_home() / "models")).expanduser()
+    return (settings().model_cache or aegis_home() / "models").expanduser()
 
 
 def runs_dir() -> Path:
     """Each run keeps its artifacts in runs/<run_id>/ under this folder."""
-    return Path(os.environ.get("AEGIS_RUNS_DIR", Path.cwd() / "runs")).expanduser()
+    return (settings().runs_dir or Path.cwd() / "runs").expanduser()
 
 
 def allowed_data_dirs() -> list[Path]:
     """Folders a spec may read datasets from: AEGIS_DATA_DIRS (os.pathsep-separated), else cwd and the bundled data."""
-    raw = os.environ.get("AEGIS_DATA_DIRS")
+    raw = settings().data_dirs
     if raw:
         return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p]
     return [Path.cwd().resolve(), BUNDLED_DATA_DIR.resolve()]

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from tools.core.errors import StorageError
 from tools.core.paths import runs_dir
-from tools.core.spec import RunEvent, RunStatus
+from tools.core.spec import RunEvent
+from tools.core.status import EventStatus
 
 log = logging.getLogger("aegis.runlog")
 
@@ -71,7 +72,7 @@ class RunFolder:
         """Write whole or not at all: a crash mid-write leaves the previous file, never half of a new one."""
         return write_file_atomic(self.root / name, json.dumps(payload, indent=2, default=str) + "\n")
 
-    def record(self, phase: str, status: RunStatus, message: str, data: dict[str, Any] | None = None) -> RunEvent:
+    def record(self, phase: str, status: EventStatus, message: str, data: dict[str, Any] | None = None) -> RunEvent:
         event = RunEvent(phase=phase, status=status, message=message, data=data or {})
         self.append_event(event)
         return event

@@ -17,17 +17,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tools.core.catalog import gpu_names
 from tools.core.errors import SpecError
+from tools.core.settings import settings
+from tools.core.status import AttemptStatus, EventStatus, FailureClass
 
 MAX_CONFIG_BYTES = 256 * 1024
 Method = Literal["full_finetune", "lora", "qlora"]
 DatasetFormat = Literal["auto", "text", "prompt_completion", "instruction", "messages"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
-RunStatus = Literal["started", "completed", "failed", "interrupted"]
-Decision = Literal["approve", "optimize", "cancel"]
-FailureClass = Literal[
-    "oom", "nan_loss", "timeout", "missing_dependency", "bad_data", "unsupported", "interrupted", "other"
-]
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -91,8 +89,6 @@ class TrainingSpec(BaseModel):
     @field_validator("target_gpu")
     @classmethod
     def _known_gpu(cls, value: str) -> str:
-        from tools.core.catalog import gpu_names
-
         name = value.strip().lower()
         if name not in gpu_names():
             raise ValueError(f"unknown GPU '{value}'; choose one of {', '.join(gpu_names())}")
@@ -153,17 +149,13 @@ class BudgetPolicy(BaseModel):
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> BudgetPolicy:
         """Read the operator's policy: a YAML/JSON file (AEGIS_BUDGET_FILE), then AEGIS_* variables."""
         values: dict[str, Any] = {}
-        file = path or os.environ.get("AEGIS_BUDGET_FILE")
+        configured = settings()
+        file = path or configured.budget_file
         if file:
             values.update(_read_mapping(Path(file), what="budget policy"))
-        env = {
-            "max_budget_usd": "AEGIS_MAX_BUDGET_USD",
-            "soft_threshold_usd": "AEGIS_SOFT_THRESHOLD_USD",
-            "allow_auto_approve": "AEGIS_ALLOW_AUTO_APPROVE",
-        }
-        for key, var in env.items():
-            if var in os.environ:
-                values[key] = os.environ[var]
+        for key in ("max_budget_usd", "soft_threshold_usd", "allow_auto_approve"):
+            if getattr(configured, key) is not None:
+                values[key] = getattr(configured, key)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -237,7 +229,7 @@ class RunEvent(BaseModel):
 
     timestamp: AwareUTC = Field(default_factory=lambda: datetime.now(UTC))
     phase: str
-    status: RunStatus
+    status: EventStatus
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -247,7 +239,7 @@ class ExecutionResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["succeeded", "failed", "interrupted"]
+    status: AttemptStatus
     failure_class: FailureClass | None = None
     error_message: str | None = None
     exit_code: int | None = None

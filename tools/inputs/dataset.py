@@ -1,15 +1,18 @@
 """Read a dataset file into records and measure it in the model's own tokens.
 
-The estimator's token counts come from here, using the same ``encode_record`` the training script
-runs, so "tokens" means what the model will really see (prompt template, eos, truncation included).
-Every problem is a DataError naming the file and the line or row, never a traceback.
+Parsing and the row rules are tools/recipe/data.py, the reader the training script runs, so a file
+that passes here is one the script can train on; this module adds the safe opening and the size limit
+(tools/inputs/datafile.py) and turns the recipe's failures into DataErrors. The estimator's token
+counts use the same ``encode_record`` the script runs, so "tokens" means what the model will really
+see (prompt template, eos, truncation included). Every problem is a DataError naming the file and
+the line or row, never a traceback.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +21,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.core.errors import DataError
 from tools.core.paths import resolve_dataset_path
 from tools.inputs.datafile import open_dataset, read_dataset_bytes
-from tools.recipe.formatting import FORMATS, detect_format, encode_record, prompt_text, to_messages
+from tools.recipe import data as recipe_data
+from tools.recipe.exits import RecipeFailure
+from tools.recipe.formatting import encode_record, prompt_text, to_messages
 
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 # Without the model's tokenizer, English text averages about 4 characters per BPE token.
 APPROX_CHARS_PER_TOKEN = 4
 APPROX_TOKENIZER = "approx:chars/4"
-_REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "text": ("text",),
-    "prompt_completion": ("prompt", "completion"),
-    "instruction": ("instruction", "output"),
-    "messages": ("messages",),
-}
+
+
+@contextmanager
+def _as_data_error() -> Iterator[None]:
+    """The recipe's bad-data failure, as the DataError the host shows to the person (same words)."""
+    try:
+        yield
+    except RecipeFailure as exc:
+        raise DataError(str(exc)) from None
 
 
 class DatasetStats(BaseModel):
@@ -51,14 +58,13 @@ class DatasetStats(BaseModel):
 def load_records(path: str | Path) -> list[dict[str, Any]]:
     """Records of a .jsonl, .json (a list or {"data": [...]}), .csv or .parquet file inside the allowed folders."""
     file = resolve_dataset_path(path)
-    suffix = file.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(f"dataset '{file.name}' has an unsupported type; use one of {', '.join(SUPPORTED_SUFFIXES)}")
-    if suffix in (".csv", ".parquet"):
-        with open_dataset(path) as (_fd, real, _size):  # the size limit and the link check, before reading
-            records = _read_table(real, suffix.lstrip("."))
-    else:
-        records = parse_records(read_dataset_bytes(path), suffix, name=str(file))
+    with _as_data_error():
+        suffix = recipe_data.check_suffix(file.name, file.suffix)
+        if suffix in recipe_data.TABLE_SUFFIXES:
+            with open_dataset(path) as (_fd, real, _size):  # the size limit and the link check, before reading
+                records = recipe_data.read_table(real, suffix)
+        else:
+            records = recipe_data.parse_records(read_dataset_bytes(path), suffix, name=str(file))
     if not records:
         raise DataError(f"dataset '{file}' is empty: it has no records to train on")
     return records
@@ -66,107 +72,20 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
 
 def read_snapshot_records(file: Path) -> list[dict[str, Any]]:
     """Records of a snapshot Aegis copied into a run folder (the data an attempt trained on)."""
-    suffix = file.suffix.lower()
-    if suffix in (".csv", ".parquet"):
-        return _read_table(file, suffix.lstrip("."))
-    return parse_records(file.read_bytes(), suffix, name=str(file))
+    with _as_data_error():
+        return recipe_data.read_records(file)
 
 
 def parse_records(data: bytes, suffix: str, *, name: str) -> list[dict[str, Any]]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"dataset '{name}' is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    return _read_jsonl(text, name) if suffix == ".jsonl" else _read_json(text, name)
-
-
-def _read_jsonl(text: str, name: str) -> list[dict[str, Any]]:
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            raise DataError(f"dataset '{name}' line {number} is not valid JSON: {reason}") from None
-        if not isinstance(value, dict):
-            raise DataError(f"dataset '{name}' line {number} is a JSON {type(value).__name__}, not an object")
-        records.append(value)
-    return records
-
-
-def _read_json(text: str, name: str) -> list[dict[str, Any]]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"dataset '{name}' is not valid JSON (line {exc.lineno}): {exc.msg}") from None
-    except RecursionError:
-        raise DataError(f"dataset '{name}' is not usable JSON: nested too deeply") from None
-    if isinstance(value, dict) and isinstance(value.get("data"), list):
-        value = value["data"]
-    if not isinstance(value, list):
-        raise DataError(f"dataset '{name}' must hold a JSON list of records or an object with a 'data' list")
-    for number, item in enumerate(value, start=1):
-        if not isinstance(item, dict):
-            raise DataError(f"dataset '{name}' record {number} is a JSON {type(item).__name__}, not an object")
-    return value
-
-
-def _read_table(file: Path, kind: str) -> list[dict[str, Any]]:
-    """CSV and Parquet through `datasets`, with its cache in a throwaway folder so nothing lingers."""
-    import datasets
-
-    bars_were_on = not datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        with tempfile.TemporaryDirectory(prefix="aegis-ds-") as cache:
-            table = datasets.load_dataset(kind, data_files=str(file), split="train", cache_dir=cache)
-            return table.to_list()
-    except Exception as exc:  # pyarrow/pandas parse errors have many types; one message for the person
-        text = str(exc).strip().splitlines()
-        raise DataError(
-            f"dataset '{file}' cannot be read as {kind}: {text[0] if text else type(exc).__name__}"
-        ) from None
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
-
-
-def _row_problem(record: dict[str, Any], fmt: str) -> str | None:
-    missing = [c for c in _REQUIRED_COLUMNS[fmt] if record.get(c) is None]
-    if missing:
-        return f"lacks {', '.join(repr(c) for c in missing)} (found {sorted(record)})"
-    if fmt == "text" and not isinstance(record["text"], str):
-        return "has a 'text' that is not a string"
-    if fmt == "messages":
-        if not isinstance(record["messages"], list):
-            return "has 'messages' that is not a list"
-        try:
-            to_messages(record, fmt)
-        except (KeyError, TypeError, ValueError) as exc:
-            return f"has unusable 'messages' ({exc})"
-    return None
+    """Records of a file's bytes, read by the recipe's reader."""
+    with _as_data_error():
+        return recipe_data.parse_records(data, suffix, name=name)
 
 
 def resolve_format(records: list[dict[str, Any]], declared: str, *, source: str = "dataset") -> str:
     """The format every row is in: 'auto' reads the first row; a row that does not fit is named."""
-    if not records:
-        raise DataError(f"{source} is empty: it has no records to train on")
-    if declared == "auto":
-        try:
-            fmt = detect_format(records[0])
-        except ValueError as exc:
-            raise DataError(f"{source} row 1: {exc}") from None
-    elif declared in FORMATS:
-        fmt = declared
-    else:
-        raise DataError(f"unknown dataset format '{declared}'; use auto or one of {', '.join(FORMATS)}")
-    for number, record in enumerate(records, start=1):
-        problem = _row_problem(record, fmt)
-        if problem:
-            raise DataError(f"{source} row {number} {problem}, which format '{fmt}' needs")
-    return fmt
+    with _as_data_error():
+        return recipe_data.resolve_format(records, declared, source=source)
 
 
 def approx_token_count(record: dict[str, Any], fmt: str) -> int:
@@ -216,27 +135,3 @@ def dataset_stats(path: str | Path, fmt: str, tokenizer: Any | None, seq_len: in
     records = load_records(path)
     resolved = resolve_format(records, fmt, source=f"dataset '{Path(path).name}'")
     return measure_records(records, resolved, tokenizer, seq_len)
-
-
-def load_tokenizer_offline(model_name: str) -> Any | None:
-    """The model's tokenizer if it is on this machine (a built local model, a folder, the HF cache), else None."""
-    from transformers import AutoTokenizer
-
-    from tools.inputs.model_config import hub_id
-
-    candidates = []
-    try:
-        from tools.inputs.local_models import resolve_model
-
-        candidates.append(resolve_model(model_name, build=False).path)
-    except Exception:  # not built, not a local model, or local models absent: try the next source
-        pass
-    candidates.append(hub_id(model_name))
-    for source in candidates:
-        if source.lower().startswith("local:"):
-            continue
-        try:
-            return AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
-        except Exception:  # no cached files or no tokenizer: the estimate falls back to chars/4
-            continue
-    return None

@@ -191,8 +191,9 @@ def load_model_and_tokenizer(name: str, dtype: Any = None) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+@cache
 def _fingerprint(key: str) -> dict[str, Any]:
-    """What a cached build depends on; a mismatch means the cache is stale and is rebuilt."""
+    """What a cached build depends on; a mismatch means the cache is stale and is rebuilt (hashed once a process)."""
     stamp: dict[str, Any] = {"name": key, "recipe_version": RECIPE_VERSION}
     if key == TINY_LLAMA:
         digest = hashlib.sha256()

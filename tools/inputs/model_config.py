@@ -15,24 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from tools.core.errors import ModelError
+from tools.inputs.local_models import local_model_config
+from tools.recipe.lora import default_lora_targets as recipe_default_lora_targets
 
 CONFIGS_DIR = Path(__file__).with_name("model_configs")
-
-# Attention projections peft targets by default for each architecture (its own defaults, made explicit).
-_DEFAULT_TARGETS: dict[str, list[str]] = {
-    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "gpt2": ["c_attn", "c_proj"],
-}
-# For architectures not listed above: the first family of names the model really has.
-_FALLBACK_TARGETS: tuple[tuple[str, ...], ...] = (
-    ("q_proj", "k_proj", "v_proj", "o_proj"),
-    ("query_key_value", "dense"),
-    ("c_attn", "c_proj"),
-    ("Wqkv", "out_proj"),
-    ("qkv_proj", "o_proj"),
-)
 
 
 @dataclass(frozen=True)
@@ -113,10 +99,6 @@ def load_model_config(model_name: str, *, trust_remote_code: bool = False) -> An
     """A transformers PretrainedConfig: local models, a local folder, shipped configs, then the hub (cache first)."""
     name = model_name.strip()
     if name.lower().startswith("local:"):
-        try:
-            from tools.inputs.local_models import local_model_config
-        except ImportError:
-            raise ModelError(f"local models are not available in this install, so '{name}' is unknown") from None
         return _config_from_dict(local_model_config(name), source=name)
     from transformers import AutoConfig
 
@@ -200,16 +182,13 @@ def _matches(module_name: str, target: str) -> bool:
 
 
 def default_lora_targets(config: Any, *, trust_remote_code: bool = False) -> list[str]:
-    """The attention projections LoRA adapts when the spec names none."""
-    model_type = str(getattr(config, "model_type", ""))
-    if model_type in _DEFAULT_TARGETS:
-        return list(_DEFAULT_TARGETS[model_type])
+    """The attention projections LoRA adapts when the spec names none: the recipe's rule, on the model's layers."""
     names = [layer.name for layer in model_stats(config, trust_remote_code=trust_remote_code).linears]
-    for family in _FALLBACK_TARGETS:
-        present = [t for t in family if any(_matches(n, t) for n in names)]
-        if present:
-            return present
-    raise ModelError(f"no default LoRA target modules for architecture '{model_type}'; set lora_target_modules")
+    targets = recipe_default_lora_targets(names)
+    if not targets:
+        model_type = str(getattr(config, "model_type", ""))
+        raise ModelError(f"no default LoRA target modules for architecture '{model_type}'; set lora_target_modules")
+    return targets
 
 
 def lora_trainable_params(config: Any, target_modules: list[str], r: int, *, trust_remote_code: bool = False) -> int:

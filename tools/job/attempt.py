@@ -1,8 +1,10 @@
-"""One training attempt, the only step that spends money: snapshot, start, render, train, capture.
+"""One training attempt, the only step that spends money: check the data, start, render, train, capture.
 
-The order is the guarantee. The data is copied into the run (and hashed) before anything is asked;
-the spend store then decides, in one transaction, whether this attempt may start on this grant with
-these bytes, and numbers it; only then is the script rendered into the attempt's own folder and run,
+The order is the guarantee. The data was read, hashed and copied into the run once, when the spec was
+prepared; the approval binds that digest, and the script trains on that copy. Before the start the
+sources are checked unchanged since (without reading them); the spend store then decides, in one
+transaction, whether this attempt may start on this grant with these bytes, and numbers it; only then
+is the script rendered into the attempt's own folder and run,
 under a watchdog that stops it if this process dies. What the attempt billed is captured in the store
 before the watchdog is released, so a crash at any point leaves the money held, never lost, and the
 watchdog (``python -m tools.job.attempt WORKDIR``) books an orphaned attempt as interrupted.
@@ -11,34 +13,26 @@ watchdog (``python -m tools.job.attempt WORKDIR``) books an orphaned attempt as 
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from tools.core.errors import AegisError, GuardRefusal
 from tools.core.paths import resolve_dataset_path
-from tools.core.spec import ExecutionResult, RunStatus
+from tools.core.settings import settings
+from tools.core.spec import ExecutionResult
+from tools.core.status import EventStatus, JobStatus
 from tools.core.stop import StopCheck, stop_requested
-from tools.inputs.datafile import DataSnapshot, snapshot_data
+from tools.inputs.datafile import data_digest
 from tools.inputs.local_models import resolve_model
-from tools.job.steps import (
-    JobState,
-    JobStatus,
-    ProgressFn,
-    RenderedRef,
-    attempt_price,
-    ran_on,
-    report_job,
-    require_estimate,
-    require_spec,
-)
+from tools.job.reporting import report_job
+from tools.job.state import JobState, ProgressFn, RenderedRef, attempt_price, ran_on, require_estimate, require_spec
 from tools.plan.actuals import record_actual
 from tools.policy.records import Binding, HoldState, Ticket
 from tools.policy.store import SpendStore
 from tools.run.local import MetricsTail, result_from_records, run_local
-from tools.run.modal import modal_timeout_s, run_on_modal
+from tools.run.modal import run_on_modal
+from tools.run.modal_app import modal_timeout_s
 from tools.run.render import RenderedScript, render_script
 from tools.run.watchdog import Watchdog
 
@@ -52,13 +46,9 @@ def local_timeout_s(job: JobState) -> float:
     A local run only has to be caught when it hangs: 4x the estimate plus 10 minutes, at least 30 minutes
     (a busy laptop can run several times slower than the estimate). A priced CPU's hold is cut to the budget.
     """
-    if "AEGIS_LOCAL_TIMEOUT_S" in os.environ:
-        try:
-            return float(os.environ["AEGIS_LOCAL_TIMEOUT_S"])
-        except ValueError:
-            raise AegisError(
-                f"AEGIS_LOCAL_TIMEOUT_S must be a number of seconds, got '{os.environ['AEGIS_LOCAL_TIMEOUT_S']}'"
-            ) from None
+    configured = settings().local_timeout_s
+    if configured is not None:
+        return configured
     seconds = job.local_estimate.cost_breakdown.estimated_seconds if job.local_estimate else 600.0
     return max(1800.0, 4.0 * seconds + 600.0)
 
@@ -88,47 +78,32 @@ def run_job(job: JobState, *, on_progress: ProgressFn | None = None, should_stop
     stop = should_stop or (lambda: stop_requested(job.thread))
     if stop():
         raise GuardRefusal("a stop was requested; no training was started")
-    staging = job.folder.root / f".staging-{secrets.token_hex(4)}"
+    prepared = job.prepared
+    if prepared is None or prepared.spec_hash != spec.spec_hash():
+        raise GuardRefusal("the data of the current spec has not been read; estimate it first")
+    digest, changed = prepared.data.digest, prepared.data.change()
+    if changed:  # read again only now, to say what the bytes are; the copy of the approved ones stays
+        digest = data_digest(spec.dataset_path, spec.eval_dataset_path)
     try:
-        snapshot = snapshot_data(spec.dataset_path, spec.eval_dataset_path, staging)
         ticket = SpendStore().start_attempt(
             job.run_id,
             grant_id=job.approval.grant_id if job.approval else None,
-            binding=Binding(spec_hash=spec.spec_hash(), estimate_hash=est.estimate_hash(), data_digest=snapshot.digest),
+            binding=Binding(spec_hash=spec.spec_hash(), estimate_hash=est.estimate_hash(), data_digest=digest),
             estimated_seconds=ran_on(job).cost_breakdown.estimated_seconds,
             price_usd_per_s=attempt_price(job),
             default_timeout_s=default_timeout_s(job),
             owner_pid=os.getpid(),
         )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    except GuardRefusal as exc:
+        raise GuardRefusal(f"{exc} ({changed})" if changed else str(exc)) from None
     workdir = job.folder.attempt_dir(ticket.attempt)
-    snapshot = _move(snapshot, staging, workdir / "data")
-    job.record(
-        "train",
-        "started",
-        f"attempt {ticket.attempt} on {job.executor}: holds ${ticket.held_usd:.4f} for at most "
-        f"{ticket.timeout_s / 60:.0f} min",
-        attempt=ticket.attempt,
-        spec_hash=spec.spec_hash(),
-        grant_id=ticket.grant_id,
-        held_usd=ticket.held_usd,
-        timeout_s=ticket.timeout_s,
-        data_digest=snapshot.digest,
-    )
-    return _attempt(job, ticket, snapshot, workdir, on_progress, stop)
+    return _attempt(job, ticket, workdir, on_progress, stop)
 
 
-def _attempt(
-    job: JobState,
-    ticket: Ticket,
-    snapshot: DataSnapshot,
-    workdir: Path,
-    on_progress: ProgressFn | None,
-    stop: StopCheck,
-) -> JobState:
+def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: ProgressFn | None, stop: StopCheck) -> JobState:
     spec = require_spec(job)
+    data = job.prepared.data if job.prepared else None
+    assert data is not None
     watchdog: Watchdog | None = None
 
     def guard(pid: int) -> None:
@@ -136,18 +111,28 @@ def _attempt(
         watchdog = Watchdog.start(pid, ["tools.job.attempt", str(workdir)], log_path=str(workdir / "watchdog.log"))
 
     try:
+        job.record(
+            "train",
+            "started",
+            f"attempt {ticket.attempt} on {job.executor}: holds ${ticket.held_usd:.4f} for at most "
+            f"{ticket.timeout_s / 60:.0f} min",
+            attempt=ticket.attempt,
+            spec_hash=spec.spec_hash(),
+            grant_id=ticket.grant_id,
+            held_usd=ticket.held_usd,
+            timeout_s=ticket.timeout_s,
+            data_digest=data.digest,
+        )
         rendered = render_script(
             spec,
             workdir,
             model_path=resolve_model(spec.model_name).path,
-            dataset_path=Path(snapshot.train_path),
-            eval_dataset_path=Path(snapshot.eval_path) if snapshot.eval_path else None,
+            dataset_path=Path(data.train_copy),
+            eval_dataset_path=Path(data.eval_copy) if data.eval_copy else None,
             device="cuda" if job.executor == "modal" else "cpu",
             extra={"checkpoint_every": job.checkpoint_every, "resume_from": job.resume.path if job.resume else None},
         )
-        job = job.model_copy(
-            update={"status": "running", "trained_data": snapshot, "rendered": _ref(ticket.attempt, rendered, job)}
-        )
+        job = job.model_copy(update={"status": JobStatus.RUNNING, "rendered": _ref(ticket.attempt, rendered, job)})
         job.folder.write_json(JOB_FILE, job.model_dump(mode="json"))
         (workdir / TICKET_FILE).write_text(ticket.model_dump_json(), encoding="utf-8")
         result = _execute(job, ticket, rendered, on_progress, stop, guard)
@@ -209,7 +194,7 @@ def book_attempt(job: JobState, ticket: Ticket, result: ExecutionResult) -> JobS
         estimated_usd=est.estimated_cost_usd,
         actual_usd=result.actual_cost_usd,
     )
-    status: JobStatus = {"succeeded": "running", "interrupted": "interrupted"}.get(result.status, "failed")  # type: ignore[assignment]
+    status = {"succeeded": JobStatus.RUNNING, "interrupted": JobStatus.INTERRUPTED}.get(result.status, JobStatus.FAILED)
     job = job.model_copy(
         update={"attempts": [*job.attempts, result], "ledger": ledger, "status": status, "rendered": None}
     )
@@ -224,7 +209,7 @@ def book_attempt(job: JobState, ticket: Ticket, result: ExecutionResult) -> JobS
             captured_usd=result.actual_cost_usd,
         )
     else:
-        event_status: RunStatus = "interrupted" if result.status == "interrupted" else "failed"
+        event_status = EventStatus.INTERRUPTED if result.status == "interrupted" else EventStatus.FAILED
         job.record(
             "train",
             event_status,
@@ -276,17 +261,6 @@ def default_timeout_s(job: JobState) -> float:
     if job.executor == "modal":
         return float(modal_timeout_s(require_estimate(job).cost_breakdown.estimated_seconds))
     return local_timeout_s(job)
-
-
-def _move(snapshot: DataSnapshot, staging: Path, dest: Path) -> DataSnapshot:
-    staging.rename(dest)
-
-    def moved(path: str | None) -> str | None:
-        return str(dest / Path(path).name) if path else None
-
-    return snapshot.model_copy(
-        update={"train_path": moved(snapshot.train_path), "eval_path": moved(snapshot.eval_path)}
-    )
 
 
 def _ref(attempt: int, rendered: RenderedScript, job: JobState) -> RenderedRef:

@@ -11,20 +11,14 @@ import uuid
 from collections.abc import Callable
 
 from tools.core.errors import GuardRefusal
-from tools.core.spec import Decision, TrainingSpec
+from tools.core.spec import TrainingSpec
+from tools.core.status import Decision, JobStatus
+from tools.job.approval import decide, gate_job, open_request
 from tools.job.attempt import run_job
-from tools.job.steps import (
-    JobState,
-    ProgressFn,
-    decide,
-    estimate_job,
-    evaluate_job,
-    gate_job,
-    open_request,
-    remediate_job,
-    report_job,
-    set_spec,
-)
+from tools.job.healing import evaluate_job, remediate_job
+from tools.job.planning import estimate_job, set_spec
+from tools.job.reporting import report_job
+from tools.job.state import JobState, ProgressFn
 from tools.plan.remediation import REMEDIATE_ON
 
 AskFn = Callable[[JobState], tuple[Decision, str]]
@@ -40,7 +34,7 @@ def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: 
             job = run_job(job, on_progress=on_progress)
         except GuardRefusal as exc:
             job.record("train", "failed", f"refused: {exc}", refused=True)
-            job = job.model_copy(update={"status": "refused"})
+            job = job.model_copy(update={"status": JobStatus.REFUSED})
             break
         last = job.attempts[-1]
         if last.status == "succeeded":
@@ -59,7 +53,7 @@ def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: 
                 retry_count=job.retry_count,
                 max_retries=job.max_retries,
             )
-            job = job.model_copy(update={"status": "failed"})
+            job = job.model_copy(update={"status": JobStatus.FAILED})
             break
         job = _through_gate(gate_job(job), ask)
     return report_job(job)

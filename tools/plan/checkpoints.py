@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.core.errors import AegisError
+from tools.core.settings import settings
 from tools.core.spec import CostEstimate, TrainingSpec
 
 DEFAULT_MAX_LOSS_SHARE = 0.1
@@ -41,17 +40,8 @@ class ResumePoint(BaseModel):
 
 
 def max_loss_share() -> float:
-    """The largest share of a run's cost one failure may lose; AEGIS_MAX_LOSS_SHARE overrides the default 10%."""
-    raw = os.environ.get("AEGIS_MAX_LOSS_SHARE")
-    if raw is None:
-        return DEFAULT_MAX_LOSS_SHARE
-    try:
-        share = float(raw)
-    except ValueError:
-        share = -1.0
-    if not 0 < share <= 1:
-        raise AegisError(f"AEGIS_MAX_LOSS_SHARE must be a number in (0, 1], got '{raw}'")
-    return share
+    """The largest share of a run's cost one failure may lose: AEGIS_MAX_LOSS_SHARE, 10% by default."""
+    return settings().max_loss_share
 
 
 def checkpoint_interval(total_steps: int, share: float) -> int | None:

@@ -2,8 +2,8 @@
 
 Levers, in the order a person would accept them: the GPU; gradient checkpointing, only where
 activations are what does not fit; qlora instead of lora/full, only where it unlocks a cheaper
-GPU; a shorter seq_len, only where every row of the data still fits. Quality levers the person
-set (epochs, learning rate, batch) are never touched.
+GPU and the run costs less there; a shorter seq_len, only where every row of the data still fits.
+Quality levers the person set (epochs, learning rate, batch) are never touched.
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ from pydantic import BaseModel, ConfigDict
 from tools.core.catalog import get_gpu, gpu_names
 from tools.core.errors import AegisError
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec, parse_spec
+from tools.inputs.dataset import DatasetStats
+from tools.inputs.model_config import load_model_config
+from tools.plan.estimator import estimate, read_dataset_stats
+
+Scored = tuple[TrainingSpec, CostEstimate]  # a variant of the spec and its estimate
 
 
 class Candidate(BaseModel):
+    """One row of the optimizer's table: a variant the search priced, whether it fits, whether it was chosen."""
+
     model_config = ConfigDict(extra="forbid")
 
     gpu: str
@@ -29,6 +36,7 @@ class Candidate(BaseModel):
     gpu_memory_gb: float
     minutes: float
     fits: bool
+    chosen: bool  # the one the proposal picked, marked in the table
 
 
 class OptimizationProposal(BaseModel):
@@ -58,22 +66,42 @@ def optimize_spec(
     model_config: Any = None,
 ) -> OptimizationProposal:
     """Propose the cheapest spec that fits; raise AegisError naming the near misses when nothing does."""
-    from tools.inputs.model_config import load_model_config
-    from tools.plan.estimator import estimate, read_dataset_stats
-
     stats = dataset_stats if dataset_stats is not None else read_dataset_stats(spec)
     config = (
         model_config
         if model_config is not None
         else load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
     )
+    scored = _search(spec, stats, config)
+    choice = _choose(spec, scored)
+    if choice is None:
+        raise AegisError(
+            f"no catalog GPU fits this job with the allowed levers (near misses: {_near_misses(scored)}); "
+            "try a smaller model, a shorter seq_len or more GPUs"
+        )
+    new_spec, new_est = choice
+    changes = {k: [v, getattr(new_spec, k)] for k, v in spec.model_dump().items() if getattr(new_spec, k) != v}
+    candidates = [_candidate(s, e, chosen=s is new_spec) for s, e in scored]
+    return OptimizationProposal(
+        spec=new_spec,
+        estimate=new_est,
+        changes=changes,
+        summary=_summary(new_spec, new_est, changes, policy, spent_usd),
+        candidates=sorted(candidates, key=lambda c: (not c.fits, c.cost_usd)),
+    )
+
+
+def _search(spec: TrainingSpec, stats: DatasetStats, config: Any) -> list[Scored]:
+    """Every variant of the spec over the GPUs and levers, each with its estimate.
+
+    A checkpointed variant is tried only where the plain one does not fit, and only if the person did not set it.
+    """
     gpus = ["cpu"] if spec.target_gpu == "cpu" else [g for g in gpu_names() if g != "cpu"]
     methods = [spec.method] + (["qlora"] if spec.method != "qlora" and spec.target_gpu != "cpu" else [])
     seqs = [spec.seq_len]
     if (shorter := shorter_seq_len(spec.seq_len, stats.max_tokens_per_row)) is not None:
         seqs.append(shorter)
-
-    scored: list[tuple[TrainingSpec, CostEstimate]] = []
+    scored: list[Scored] = []
     for gpu in gpus:
         for method in methods:
             for seq_len in seqs:
@@ -83,44 +111,47 @@ def optimize_spec(
                 if not est.fits and not spec.gradient_checkpointing:
                     checkpointed = _variant(spec, gpu=gpu, method=method, seq_len=seq_len, gc=True)
                     scored.append((checkpointed, estimate(checkpointed, dataset_stats=stats, model_config=config)))
+    return scored
 
-    candidates = [_candidate(s, e) for s, e in scored]
+
+def _choose(spec: TrainingSpec, scored: list[Scored]) -> Scored | None:
+    """The cheapest fitting variant with the person's method, unless qlora runs cheaper on a cheaper GPU."""
     fitting = sorted(
         (pair for pair in scored if pair[1].fits),
-        key=lambda p: (p[1].estimated_cost_usd, _quality_loss(spec, p[0])),
+        key=lambda p: (_cost(p), _quality_loss(spec, p[0])),
     )
     same_method = [p for p in fitting if p[0].method == spec.method]
     choice = same_method[0] if same_method else None
-    qlora = [p for p in fitting if p[0].method == "qlora" and spec.method != "qlora"]
-    if qlora and (choice is None or _price(qlora[0][0]) < _price(choice[0])):
-        choice = qlora[0]
-    if choice is None:
-        near = sorted(scored, key=lambda p: p[1].estimated_vram_gb - p[1].cost_breakdown.gpu_memory_gb)[:3]
-        misses = "; ".join(
-            f"{s.target_gpu} {s.method}{' +checkpointing' if s.gradient_checkpointing else ''} needs "
-            f"{e.estimated_vram_gb:.1f} of {e.cost_breakdown.gpu_memory_gb:g} GB"
-            for s, e in near
-        )
-        raise AegisError(
-            f"no catalog GPU fits this job with the allowed levers (near misses: {misses}); "
-            "try a smaller model, a shorter seq_len or more GPUs"
-        )
-    new_spec, new_est = choice
-    changes = {k: [v, getattr(new_spec, k)] for k, v in spec.model_dump().items() if getattr(new_spec, k) != v}
+    unlocked = [
+        p
+        for p in fitting
+        if p[0].method == "qlora"
+        and spec.method != "qlora"
+        and (choice is None or (_price(p[0]) < _price(choice[0]) and _cost(p) < _cost(choice)))
+    ]
+    return unlocked[0] if unlocked else choice
+
+
+def _near_misses(scored: list[Scored]) -> str:
+    """The three variants that came closest to fitting, with what they need and what their GPU has."""
+    near = sorted(scored, key=lambda p: p[1].estimated_vram_gb - p[1].cost_breakdown.gpu_memory_gb)[:3]
+    return "; ".join(
+        f"{s.target_gpu} {s.method}{' +checkpointing' if s.gradient_checkpointing else ''} needs "
+        f"{e.estimated_vram_gb:.1f} of {e.cost_breakdown.gpu_memory_gb:g} GB"
+        for s, e in near
+    )
+
+
+def _summary(
+    spec: TrainingSpec, est: CostEstimate, changes: dict[str, list[Any]], policy: BudgetPolicy, spent_usd: float
+) -> str:
     budget_note = ""
-    if spent_usd + new_est.estimated_cost_usd > policy.max_budget_usd:
+    if spent_usd + est.estimated_cost_usd > policy.max_budget_usd:
         budget_note = f" It is still above the hard limit ${policy.max_budget_usd:.2f}; the gate will refuse it."
     changed = ", ".join(f"{k}: {a} → {b}" for k, [a, b] in changes.items()) or "no change: already the cheapest"
-    summary = (
-        f"cheapest fitting spec: ${new_est.estimated_cost_usd:.4f} on {new_spec.target_gpu} "
-        f"({new_est.estimated_vram_gb:.1f} GB); changes: {changed}.{budget_note}"
-    )
-    return OptimizationProposal(
-        spec=new_spec,
-        estimate=new_est,
-        changes=changes,
-        summary=summary,
-        candidates=sorted(candidates, key=lambda c: (not c.fits, c.cost_usd)),
+    return (
+        f"cheapest fitting spec: ${est.estimated_cost_usd:.4f} on {spec.target_gpu} "
+        f"({est.estimated_vram_gb:.1f} GB); changes: {changed}.{budget_note}"
     )
 
 
@@ -145,7 +176,11 @@ def _price(spec: TrainingSpec) -> float:
     return get_gpu(spec.target_gpu).price_usd_per_hour
 
 
-def _candidate(spec: TrainingSpec, est: CostEstimate) -> Candidate:
+def _cost(pair: Scored) -> float:
+    return pair[1].estimated_cost_usd
+
+
+def _candidate(spec: TrainingSpec, est: CostEstimate, *, chosen: bool) -> Candidate:
     return Candidate(
         gpu=spec.target_gpu,
         method=spec.method,
@@ -156,4 +191,5 @@ def _candidate(spec: TrainingSpec, est: CostEstimate) -> Candidate:
         gpu_memory_gb=est.cost_breakdown.gpu_memory_gb,
         minutes=est.estimated_duration_min,
         fits=est.fits,
+        chosen=chosen,
     )

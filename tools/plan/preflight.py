@@ -8,29 +8,14 @@ cut at ``seq_len`` is reported. The script and the CPU smoke run are checked by 
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tools.core.errors import DataError
-from tools.core.spec import TrainingSpec
-from tools.inputs.dataset import (
-    APPROX_CHARS_PER_TOKEN,
-    approx_token_count,
-    load_records,
-    load_tokenizer_offline,
-    resolve_format,
-)
-from tools.inputs.local_models import hub_reachable
-from tools.inputs.model_config import hub_id
-from tools.recipe.formatting import IGNORE_INDEX, encode_record, prompt_text, to_messages
+from tools.core.status import CheckStatus
+from tools.inputs.prepared import PreparedData, RowFacts, measure_rows
 
-ROWS_NAMED = 5
 TRUNCATION_WARN_SHARE = 0.25
-
-CheckStatus = Literal["pass", "warn", "fail"]
 
 
 class PreflightCheck(BaseModel):
@@ -69,134 +54,82 @@ class PreflightReport(BaseModel):
 # -- data ---------------------------------------------------------------------------------------
 
 
-def _load_tokenizer(model_name: str) -> Any | None:
-    """The model's own tokenizer: on this machine, or from the hub when it answers; None when neither."""
-    tokenizer = load_tokenizer_offline(model_name)
-    if tokenizer is None and hub_reachable() and not model_name.lower().startswith("local:"):
-        from transformers import AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(hub_id(model_name), trust_remote_code=False)
-        except Exception:  # gated, missing or no tokenizer files: the check falls back to chars/4
-            tokenizer = None
-    return tokenizer
-
-
-def _rows_named(numbers: list[int]) -> str:
-    named = ", ".join(str(n) for n in numbers[:ROWS_NAMED])
-    more = len(numbers) - ROWS_NAMED
+def _rows_named(numbers: list[int], total: int) -> str:
+    named = ", ".join(str(n) for n in numbers)
+    more = total - len(numbers)
     return named + (f" and {more} more" if more > 0 else "")
+
+
+def judge_rows(facts: RowFacts, seq_len: int) -> list[PreflightCheck]:
+    """Pre-flight's verdicts on rows measured once: row 1 rendered, the chat template, the target tokens.
+
+    Exact with the model's tokenizer. Without it the lengths are chars/4 estimates, so a row that seems to
+    lose its reply is a warning, not a failure.
+    """
+    source = facts.source
+    checks = [_first_row_check(facts)]
+    if facts.template_errors:
+        checks.append(
+            PreflightCheck(
+                name="chat_template",
+                status="fail",
+                detail=f"{source}: the chat template cannot render {facts.template_errors} row(s): "
+                + "; ".join(facts.template_errors_named)
+                + ". Fix the roles of those rows (user/assistant, in turn) or use a model whose template accepts them",
+            )
+        )
+    if not facts.no_target_rows:
+        detail = f"{source}: all {facts.rows} rows keep target tokens at seq_len {seq_len}"
+        return [*checks, PreflightCheck(name="target_tokens", status="pass", detail=detail)]
+    longest = facts.longest_masked_prompt
+    fix = (
+        f"raise seq_len to at least {longest + 2} (the longest such prompt is {longest} tokens), "
+        "or shorten or remove those rows"
+        if longest
+        else "remove those rows or give them text"
+    )
+    rows = _rows_named(facts.no_target_named, facts.no_target_rows)
+    estimate = "" if facts.exact else ", by a chars/4 estimate"
+    detail = (
+        f"{source}: {facts.no_target_rows} row(s) keep no target token after masking and truncation at "
+        f"seq_len {seq_len} (rows {rows}){estimate}; {fix}"
+    )
+    return [*checks, PreflightCheck(name="target_tokens", status="fail" if facts.exact else "warn", detail=detail)]
+
+
+def _first_row_check(facts: RowFacts) -> PreflightCheck:
+    """The first row as the model will see it, so a person can spot a wrong template at a glance."""
+    source = facts.source
+    if facts.first_row_error is not None:
+        detail = f"{source} row 1 does not render: {facts.first_row_error}"
+        return PreflightCheck(name="rendering", status="fail", detail=detail)
+    if facts.first_row is None:
+        return PreflightCheck(name="rendering", status="pass", detail=f"{source}: plain text rows (no chat template)")
+    how = "the model's chat template" if facts.chat_template else "the plain template"
+    text = facts.first_row
+    shown = text if len(text) <= 240 else text[:240] + "…"
+    return PreflightCheck(name="rendering", status="pass", detail=f"{source} row 1 through {how}: {shown!r}")
+
+
+def data_checks(data: PreparedData, seq_len: int) -> list[PreflightCheck]:
+    """Every data check of a prepared spec, from what was measured when it was prepared: nothing is read again."""
+    checks: list[PreflightCheck] = []
+    for facts in (data.train_rows, data.eval_rows):
+        if facts is None:
+            continue
+        parsed = f"{facts.source}: {facts.rows} rows in format '{facts.format}'"
+        checks.append(PreflightCheck(name="dataset_parses", status="pass", detail=parsed))
+        checks.extend(judge_rows(facts, seq_len))
+    checks.append(truncation_check(data.train_rows.rows, data.train_rows.truncated_rows, seq_len))
+    return checks
 
 
 def check_rows(
     records: list[dict[str, Any]], fmt: str, tokenizer: Any | None, seq_len: int, *, source: str
 ) -> tuple[list[PreflightCheck], int]:
-    """Render every row as the script will and find rows left with nothing to learn; returns checks and truncations.
-
-    Exact with the model's tokenizer. Without it the prompt length is approximated (chars/4), so a row
-    that seems to lose its reply is a warning, not a failure.
-    """
-    empty, template_errors, truncated, longest_prompt = [], [], 0, 0
-    for number, record in enumerate(records, start=1):
-        if tokenizer is None:
-            split = to_messages(record, fmt)
-            total = approx_token_count(record, fmt)
-            prompt = 0 if split is None else math.ceil(len(prompt_text(None, split[0])) / APPROX_CHARS_PER_TOKEN)
-            truncated += total > seq_len
-            if prompt >= seq_len - 1 or (split is None and total < 2):
-                empty.append(number)
-                longest_prompt = max(longest_prompt, prompt)
-            continue
-        try:
-            ids, labels, was_truncated = encode_record(tokenizer, record, fmt, seq_len)
-        except Exception as exc:  # a chat template raises its own errors (roles out of order, unknown role)
-            template_errors.append(
-                f"row {number}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            )
-            continue
-        truncated += was_truncated
-        if all(label == IGNORE_INDEX for label in labels[1:]):
-            empty.append(number)
-            _full_ids, full_labels, _ = encode_record(tokenizer, record, fmt, 1 << 62)
-            longest_prompt = max(longest_prompt, sum(label == IGNORE_INDEX for label in full_labels))
-    checks = []
-    if template_errors:
-        checks.append(
-            PreflightCheck(
-                name="chat_template",
-                status="fail",
-                detail=f"{source}: the chat template cannot render {len(template_errors)} row(s): "
-                + "; ".join(template_errors[:ROWS_NAMED])
-                + ". Fix the roles of those rows (user/assistant, in turn) or use a model whose template accepts them",
-            )
-        )
-    if empty:
-        needed = longest_prompt + 2
-        exact = tokenizer is not None
-        fix = (
-            f"raise seq_len to at least {needed} (the longest such prompt is {longest_prompt} tokens), "
-            "or shorten or remove those rows"
-            if longest_prompt
-            else "remove those rows or give them text"
-        )
-        checks.append(
-            PreflightCheck(
-                name="target_tokens",
-                status="fail" if exact else "warn",
-                detail=f"{source}: {len(empty)} row(s) keep no target token after masking and truncation at "
-                f"seq_len {seq_len} (rows {_rows_named(empty)}){'' if exact else ', by a chars/4 estimate'}; {fix}",
-            )
-        )
-    else:
-        checks.append(
-            PreflightCheck(
-                name="target_tokens",
-                status="pass",
-                detail=f"{source}: all {len(records)} rows keep target tokens at seq_len {seq_len}",
-            )
-        )
-    return checks, truncated
-
-
-def _sample_check(records: list[dict[str, Any]], fmt: str, tokenizer: Any | None, source: str) -> PreflightCheck:
-    """The first row as the model will see it, so a person can spot a wrong template at a glance."""
-    split = to_messages(records[0], fmt)
-    if split is None:
-        return PreflightCheck(name="rendering", status="pass", detail=f"{source}: plain text rows (no chat template)")
-    try:
-        text = prompt_text(tokenizer, split[0]) + split[1].strip()
-    except Exception as exc:  # named as a failure of row 1; check_rows names every other row
-        return PreflightCheck(name="rendering", status="fail", detail=f"{source} row 1 does not render: {exc}")
-    how = "the model's chat template" if tokenizer is not None and tokenizer.chat_template else "the plain template"
-    shown = text if len(text) <= 240 else text[:240] + "…"
-    return PreflightCheck(name="rendering", status="pass", detail=f"{source} row 1 through {how}: {shown!r}")
-
-
-def check_data(spec: TrainingSpec, tokenizer: Any | None) -> tuple[list[PreflightCheck], int, int]:
-    """Parse the training (and eval) file in the declared format and check every row; returns checks, rows, truncated."""
-    checks, rows, truncated = [], 0, 0
-    paths = [("training data", spec.dataset_path)]
-    if spec.eval_dataset_path:
-        paths.append(("eval data", spec.eval_dataset_path))
-    for label, path in paths:
-        source = f"{label} '{Path(path).name}'"
-        try:
-            records = load_records(path)
-            fmt = resolve_format(records, spec.dataset_format, source=source)
-        except DataError as exc:
-            checks.append(PreflightCheck(name="dataset_parses", status="fail", detail=str(exc)))
-            continue
-        checks.append(
-            PreflightCheck(
-                name="dataset_parses", status="pass", detail=f"{source}: {len(records)} rows in format '{fmt}'"
-            )
-        )
-        checks.append(_sample_check(records, fmt, tokenizer, source))
-        row_checks, cut = check_rows(records, fmt, tokenizer, spec.seq_len, source=source)
-        checks.extend(row_checks)
-        if label == "training data":
-            rows, truncated = len(records), cut
-    return checks, rows, truncated
+    """Measure and judge rows in one go (for rows not prepared from a spec); returns checks and truncations."""
+    _lengths, facts = measure_rows(records, fmt, tokenizer, seq_len, source=source)
+    return [c for c in judge_rows(facts, seq_len) if c.name != "rendering"], facts.truncated_rows
 
 
 def truncation_check(rows: int, truncated: int, seq_len: int) -> PreflightCheck:
@@ -207,7 +140,3 @@ def truncation_check(rows: int, truncated: int, seq_len: int) -> PreflightCheck:
         status="warn" if share > TRUNCATION_WARN_SHARE else "pass",
         detail=f"{truncated} of {rows} training rows ({share:.0%}) are cut at seq_len {seq_len}{hint}",
     )
-
-
-def load_tokenizer(model_name: str) -> Any | None:
-    return _load_tokenizer(model_name)

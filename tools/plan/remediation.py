@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.errors import GuardRefusal
-from tools.core.spec import FailureClass, TrainingSpec
+from tools.core.spec import TrainingSpec
+from tools.core.status import FailureClass
+from tools.plan.checkpoints import ResumePoint
 
 MAX_ACCUMULATION = 1024  # TrainingSpec.gradient_accumulation_steps' upper bound
 
@@ -31,6 +33,19 @@ TIMEOUT_WITHOUT_CHECKPOINT = (
 # Failures a plan hands to remediate: the rules heal oom, nan_loss and other, and a timeout when a checkpoint
 # lets the retry do only the steps left (else the refusal says why). The rest need a person's fix.
 REMEDIATE_ON = frozenset({"oom", "nan_loss", "timeout", "other"})
+
+
+class Remediation(BaseModel):
+    """One healing step as the job and its report keep it: the failure it followed, the rule, what changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(ge=1, description="The failed attempt it followed.")
+    failure: FailureClass
+    rule: str
+    changes: dict[str, list[Any]]
+    explanation: str
+    resume: ResumePoint | None = None
 
 
 class RemediationPlan(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.money import HOLD_MARGIN_S, MIN_TIME_COVER, MONEY_EPSILON
 from tools.core.spec import AwareUTC, BudgetPolicy, CostEstimate
+from tools.core.status import GateVerdict
 
 AUTO_APPROVER = "policy:auto"
 DECIDER_PATTERN = r"^(policy|person):[A-Za-z0-9_.@-]+$"
@@ -23,7 +24,7 @@ class GateOutcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    outcome: Literal["approved", "refused", "needs_human"]
+    outcome: GateVerdict
     reason: str
     estimate_usd: float
     spent_usd: float = Field(description="Money captured and held in the thread when the gate decided.")
@@ -70,7 +71,7 @@ def evaluate_gate(
     total = spent_usd + cost
     b = estimate.cost_breakdown
 
-    def outcome(kind: Literal["approved", "refused", "needs_human"], reason: str) -> GateOutcome:
+    def outcome(kind: GateVerdict, reason: str) -> GateOutcome:
         return GateOutcome(
             outcome=kind,
             reason=reason,
@@ -79,31 +80,33 @@ def evaluate_gate(
             soft_threshold_usd=policy.soft_threshold_usd,
             max_budget_usd=policy.max_budget_usd,
             fits=b.fits,
-            decided_by=AUTO_APPROVER if kind == "approved" else None,
+            decided_by=AUTO_APPROVER if kind is GateVerdict.APPROVED else None,
         )
 
     spend = f"estimate ${cost:.2f}" + (f" plus ${spent_usd:.2f} already spent or held" if spent_usd else "")
     if total > policy.max_budget_usd + MONEY_EPSILON:
-        return outcome("refused", f"{spend} exceeds the hard limit of ${policy.max_budget_usd:.2f}")
+        return outcome(GateVerdict.REFUSED, f"{spend} exceeds the hard limit of ${policy.max_budget_usd:.2f}")
     if spent_usd + min_hold_usd > policy.max_budget_usd + MONEY_EPSILON:
         return outcome(
-            "refused",
+            GateVerdict.REFUSED,
             f"the attempt's time limit must allow {MIN_TIME_COVER:g}x its estimated time, so it can bill up to "
             f"${min_hold_usd:.2f}; with ${spent_usd:.2f} already spent or held that exceeds the hard limit of "
             f"${policy.max_budget_usd:.2f} (the estimate alone is ${cost:.2f})",
         )
     if not b.fits:
         return outcome(
-            "refused",
+            GateVerdict.REFUSED,
             f"the job does not fit: {estimate.estimated_vram_gb:.1f} GB needed per GPU, "
             f"{b.gpu_memory_gb:g} GB on {b.gpu}",
         )
     if total <= policy.soft_threshold_usd + MONEY_EPSILON and policy.allow_auto_approve:
-        return outcome("approved", f"{spend} is within the soft threshold of ${policy.soft_threshold_usd:.2f}")
+        return outcome(
+            GateVerdict.APPROVED, f"{spend} is within the soft threshold of ${policy.soft_threshold_usd:.2f}"
+        )
     if total <= policy.soft_threshold_usd + MONEY_EPSILON:
-        return outcome("needs_human", f"{spend} is within the soft threshold, but auto-approve is off")
+        return outcome(GateVerdict.NEEDS_HUMAN, f"{spend} is within the soft threshold, but auto-approve is off")
     return outcome(
-        "needs_human",
+        GateVerdict.NEEDS_HUMAN,
         f"{spend} is above the soft threshold of ${policy.soft_threshold_usd:.2f} "
         f"(hard limit ${policy.max_budget_usd:.2f}); a person must approve",
     )

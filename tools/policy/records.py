@@ -6,7 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.core.spec import BudgetPolicy, Decision
+from tools.core.spec import BudgetPolicy
+from tools.core.status import Decision
 from tools.policy.gate import DECIDER_PATTERN, GateOutcome
 
 

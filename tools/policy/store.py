@@ -13,14 +13,15 @@ grant nor spend past the hard limit: the loser gets a refusal in words.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 from tools.core.errors import GuardRefusal
 from tools.core.paths import aegis_home
-from tools.core.spec import BudgetPolicy, CostEstimate, Decision
+from tools.core.settings import settings
+from tools.core.spec import BudgetPolicy, CostEstimate
+from tools.core.status import Decision
 from tools.policy.db import (
     attempt_from,
     grant_from,
@@ -48,7 +49,7 @@ from tools.policy.records import (
 
 
 def default_store_path() -> Path:
-    return Path(os.environ.get("AEGIS_SPEND_DB") or aegis_home() / "spend.sqlite").expanduser()
+    return (settings().spend_db or aegis_home() / "spend.sqlite").expanduser()
 
 
 class SpendStore:

@@ -17,6 +17,7 @@ from tools.core.paths import TEMPLATES_DIR
 from tools.core.runlog import RunFolder
 from tools.core.spec import BudgetPolicy, CostEstimate, EvalResult, ExecutionResult, RunEvent, TrainingSpec
 from tools.plan.preflight import PreflightReport
+from tools.plan.remediation import Remediation
 
 TEMPLATE = "report.md.j2"
 MAX_CELL = 400
@@ -69,9 +70,9 @@ def _seconds(value: float) -> str:
     return f"{value:.0f} s" if value < 60 else minutes(value)
 
 
-def _resume_rows(attempts: list[ExecutionResult], remediations: list[dict]) -> list[dict[str, str]]:
+def _resume_rows(attempts: list[ExecutionResult], remediations: list[Remediation]) -> list[dict[str, str]]:
     """Per attempt: steps trained in it, steps taken from a checkpoint, and what resuming saved against a restart."""
-    resumes = {item.get("attempt"): item.get("resume") for item in remediations if item.get("resume")}
+    resumes = {item.attempt: item.resume.model_dump() for item in remediations if item.resume}
     rows = []
     for i, a in enumerate(attempts, start=1):
         resume = resumes.get(i - 1) or {}
@@ -144,20 +145,16 @@ def _estimated_vs_actual(
     ]
 
 
-def _remediation_rows(remediations: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i, item in enumerate(remediations, start=1):
-        changes = item.get("changes") or {}
-        rows.append(
-            {
-                "attempt": item.get("attempt", i),
-                "rule": item.get("rule") or DASH,
-                "explanation": item.get("explanation") or item.get("refused") or "",
-                "refused": bool(item.get("refused")),
-                "changes": [(key, str(pair[0]), str(pair[1])) for key, pair in changes.items()],
-            }
-        )
-    return rows
+def _remediation_rows(remediations: list[Remediation]) -> list[dict[str, Any]]:
+    return [
+        {
+            "attempt": item.attempt,
+            "rule": item.rule or DASH,
+            "explanation": item.explanation,
+            "changes": [(key, str(pair[0]), str(pair[1])) for key, pair in item.changes.items()],
+        }
+        for item in remediations
+    ]
 
 
 def _comparison(metrics: dict[str, float | None]) -> list[tuple[str, str, str]]:
@@ -265,7 +262,7 @@ def write_report(
     estimate: CostEstimate | None,
     gate: dict,
     attempts: list[ExecutionResult],
-    remediations: list[dict],
+    remediations: list[Remediation],
     eval_result: EvalResult | None,
     events: list[RunEvent],
     outcome: str,
@@ -273,8 +270,7 @@ def write_report(
 ) -> Path:
     """Write REPORT.md (and loss_curve.png) into the run's folder and return the report's path.
 
-    remediations: one dict per healing step, as RemediationPlan.model_dump() gives it (rule, explanation, changes)
-    plus optionally "attempt" (the failed attempt it followed) or "refused" (the refusal message).
+    remediations: one record per healing step (the failed attempt it followed, rule, explanation, changes).
     """
     curve = plot_loss_curve(attempts, run.loss_curve_path)
     context = {

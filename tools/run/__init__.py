@@ -1,0 +1,1 @@
+"""Running code: render the script, run it locally or on Modal under a watchdog, classify how it failed."""

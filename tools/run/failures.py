@@ -1,9 +1,9 @@
 """Name what went wrong in a training attempt, from its exit code and its real error text.
 
-The rendered script exits with a code of its own for each failure it recognises (the table
-below is rendered into it, so both sides share one definition). A process killed from
-outside (timeout, the kernel's OOM killer, a container limit) leaves no such code, so the
-log text and the signal decide.
+The rendered script exits with a code of its own for each failure it recognises (the table is
+tools/recipe/exits.py, inlined into the script, so both sides share one definition). A process
+killed from outside (timeout, the kernel's OOM killer, a container limit) leaves no such code,
+so the log text and the signal decide.
 """
 
 from __future__ import annotations
@@ -12,18 +12,11 @@ import re
 import signal
 from typing import get_args
 
-from tools.core.spec import FailureClass
+from tools.core.status import FailureClass
+from tools.recipe.exits import EXIT_CODES
 
-# Exit codes of templates/train.py.j2. "config" (bad config or a model that cannot be loaded) is
-# a mistake in the request, not in the training, so it classifies as "other".
-EXIT_CODES: dict[str, int] = {
-    "config": 2,
-    "nan_loss": 3,
-    "bad_data": 4,
-    "unsupported": 5,
-    "missing_dependency": 6,
-    "oom": 7,
-}
+# "config" (bad config or a model that cannot be loaded) is a mistake in the request, not in the
+# training, so it classifies as "other".
 _BY_CODE: dict[int, FailureClass] = {
     EXIT_CODES["nan_loss"]: "nan_loss",
     EXIT_CODES["bad_data"]: "bad_data",
@@ -41,7 +34,7 @@ _PATTERNS: list[tuple[FailureClass, re.Pattern[str]]] = [
         "oom",
         re.compile(
             r"out of memory|OutOfMemoryError|\bMemoryError\b|Cannot allocate memory|can't allocate memory"
-            r"|std::bad_alloc|\bKilled\b.*\bmemory\b|oom-kill",
+            r"|std::bad_alloc|\bKilled\b.*\bmemory\b|oom-kill|could not create a primitive",
             re.IGNORECASE,
         ),
     ),

@@ -25,12 +25,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
 from tools.core.spec import ExecutionResult, TrainingSpec
+from tools.core.status import FailureClass
 from tools.core.stop import StopCheck
 from tools.run.failures import classify_failure, error_lines
 from tools.run.render import RenderedScript
@@ -173,51 +175,19 @@ def run_local(
     log_path = workdir / "train.log"
     rendered.metrics_path.unlink(missing_ok=True)  # this attempt's lines only
     tail = MetricsTail(rendered.metrics_path)
-    cmd = [sys.executable, str(rendered.script_path), "--config", str(rendered.config_path)]
-    if spec.num_gpus > 1:  # one process per GPU; the script turns on DDP when WORLD_SIZE > 1
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={spec.num_gpus}"]
-        cmd = [*launcher, *cmd[1:]]
-    timed_out = interrupted = False
-    sampled_peak_mb = 0.0
-    started = time.monotonic()
+    watch = _Watch(started=time.monotonic(), timeout_s=timeout_s)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=child_env(),
-            start_new_session=True,
-        )
-        if memory_limit_mb is not None:
-            _limit_memory(proc.pid, memory_limit_mb)
+        proc = _start(_command(spec, rendered), workdir, log, memory_limit_mb)
         try:
             if on_start is not None:
                 on_start(proc.pid)
-            while True:
-                try:
-                    proc.wait(timeout=POLL_S)
-                except subprocess.TimeoutExpired:
-                    pass
-                sampled_peak_mb = max(sampled_peak_mb, _tree_rss_mb(proc.pid))
-                for record in tail.read_new():
-                    if on_progress is not None and record.get("type") == "step":
-                        on_progress(record)
-                if proc.returncode is not None:
-                    break
-                if should_stop is not None and should_stop():
-                    interrupted = True
-                    break
-                if time.monotonic() - started > timeout_s:
-                    timed_out = True
-                    break
+            watch.follow(proc, tail, on_progress, should_stop)
         except KeyboardInterrupt:
-            interrupted = True
+            watch.interrupted = True
         finally:
             # Always: a timeout, Ctrl-C, a failing callback, or stray children of a finished script.
             kill_group(proc)
-    duration = time.monotonic() - started
+    duration = time.monotonic() - watch.started
     tail.read_new()
     return result_from_records(
         spec,
@@ -226,14 +196,76 @@ def run_local(
         exit_code=proc.returncode,
         log_path=log_path,
         duration=duration,
-        timed_out=timed_out,
-        interrupted=interrupted,
+        timed_out=watch.timed_out,
+        interrupted=watch.interrupted,
         timeout_s=timeout_s,
         memory_limit_mb=memory_limit_mb,
-        sampled_peak_mb=sampled_peak_mb,
+        sampled_peak_mb=watch.peak_mb,
         gpu_price_usd_per_sec=gpu_price_usd_per_sec,
         estimated_gpu_cost_usd=estimated_gpu_cost_usd,
     )
+
+
+def _command(spec: TrainingSpec, rendered: RenderedScript) -> list[str]:
+    """python train.py --config ...; with several GPUs, under torchrun with one process per GPU."""
+    cmd = [sys.executable, str(rendered.script_path), "--config", str(rendered.config_path)]
+    if spec.num_gpus > 1:  # the script turns on DDP when WORLD_SIZE > 1
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={spec.num_gpus}"]
+        return [*launcher, *cmd[1:]]
+    return cmd
+
+
+def _start(cmd: list[str], workdir: Path, log: IO[bytes], memory_limit_mb: int | None) -> subprocess.Popen[bytes]:
+    """The child in its own session (so its whole group can be killed), its output in the log, memory capped."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=child_env(),
+        start_new_session=True,
+    )
+    if memory_limit_mb is not None:
+        _limit_memory(proc.pid, memory_limit_mb)
+    return proc
+
+
+@dataclass
+class _Watch:
+    """What watching the child found; kept outside the loop so Ctrl-C in the middle of it loses nothing."""
+
+    started: float
+    timeout_s: float
+    timed_out: bool = False
+    interrupted: bool = False
+    peak_mb: float = 0.0
+
+    def follow(
+        self,
+        proc: subprocess.Popen[bytes],
+        tail: MetricsTail,
+        on_progress: Callable[[dict[str, Any]], None] | None,
+        should_stop: StopCheck | None,
+    ) -> None:
+        """Poll until the child exits, a stop is requested or the time is up; pass step records on as they land."""
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            self.peak_mb = max(self.peak_mb, _tree_rss_mb(proc.pid))
+            for record in tail.read_new():
+                if on_progress is not None and record.get("type") == "step":
+                    on_progress(record)
+            if proc.returncode is not None:
+                return
+            if should_stop is not None and should_stop():
+                self.interrupted = True
+                return
+            if time.monotonic() - self.started > self.timeout_s:
+                self.timed_out = True
+                return
 
 
 def result_from_records(
@@ -258,26 +290,13 @@ def result_from_records(
     evals = [r for r in records if r.get("type") == "eval" and isinstance(r.get("eval_loss"), int | float)]
     end = next((r for r in reversed(records) if r.get("type") == "end"), {})
     last = steps[-1] if steps else {}
-    completed = exit_code == 0 and end.get("status") == "completed" and not (timed_out or interrupted)
-
-    status: str = "succeeded"
-    failure = message = None
     if interrupted:
-        status, failure = "interrupted", "interrupted"
-        message = f"stopped on request after {last.get('step', 0)} steps"
-    elif not completed:
+        status, failure, message = "interrupted", "interrupted", f"stopped on request after {last.get('step', 0)} steps"
+    elif exit_code == 0 and end.get("status") == "completed" and not timed_out:
+        status, failure, message = "succeeded", None, None
+    else:
         status = "failed"
-        log_tail = _read_tail(log_path)
-        failure = classify_failure(exit_code, log_tail, timed_out=timed_out, memory_limited=memory_limit_mb is not None)
-        if timed_out:
-            message = (
-                f"timed out after {timeout_s:g}s, {last.get('step', 0)} of {start.get('total_steps', '?')} steps done"
-            )
-        elif failure == "oom" and exit_code == -signal.SIGKILL:
-            message = f"killed by SIGKILL at the memory limit of {memory_limit_mb} MB"
-        else:
-            message = error_lines(log_tail) or f"the script exited with code {exit_code} without finishing"
-
+        failure, message = _failure(exit_code, log_path, timed_out, timeout_s, memory_limit_mb, last, start)
     device = rendered.config.get("device", "cpu")
     return ExecutionResult(
         status=status,
@@ -304,3 +323,24 @@ def result_from_records(
         output_dir=str(rendered.output_dir),
         log_path=str(log_path),
     )
+
+
+def _failure(
+    exit_code: int | None,
+    log_path: Path,
+    timed_out: bool,
+    timeout_s: float,
+    memory_limit_mb: int | None,
+    last: dict[str, Any],
+    start: dict[str, Any],
+) -> tuple[FailureClass, str]:
+    """The failure class and the message a person reads, from the exit code and the end of the log."""
+    log_tail = _read_tail(log_path)
+    failure = classify_failure(exit_code, log_tail, timed_out=timed_out, memory_limited=memory_limit_mb is not None)
+    if timed_out:
+        message = f"timed out after {timeout_s:g}s, {last.get('step', 0)} of {start.get('total_steps', '?')} steps done"
+    elif failure == "oom" and exit_code == -signal.SIGKILL:
+        message = f"killed by SIGKILL at the memory limit of {memory_limit_mb} MB"
+    else:
+        message = error_lines(log_tail) or f"the script exited with code {exit_code} without finishing"
+    return failure, message

@@ -3,7 +3,7 @@
 ``remote_train`` is the Modal function (tools.run.modal registers it on a per-run app): it streams
 the runner's progress and log back as dicts, then yields the result with the seconds the container
 held its GPUs and their cost. ``run_job`` is the plain part of it, so it runs (and is tested) on a CPU
-with no Modal at all.
+with no Modal at all: ``modal`` is imported only where the volume is committed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tools.core.spec import ExecutionResult, TrainingSpec
+from tools.run.local import run_local
+from tools.run.render import RenderedScript
 
 ProgressFn = Callable[[dict[str, Any]], None]
 LOG_NAME = "train.log"  # where run_local writes the script's output
@@ -43,9 +45,6 @@ def run_job(
     The config's input paths must already be valid here (on the Modal Volume, or local files in tests).
     Several GPUs: run_local launches ``torchrun --nproc_per_node N`` from spec.num_gpus.
     """
-    from tools.run.local import run_local
-    from tools.run.render import RenderedScript
-
     workdir = Path(run_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     script_path = workdir / "train.py"

@@ -1,13 +1,19 @@
 """Render the training script and its config for one attempt.
 
-The template takes no spec values at all: it is fixed code plus the verbatim source of
-tools/recipe/formatting.py. Everything that varies (the spec, paths, precision) goes to config.json,
-which the script reads at run time, so no model name or path can ever become code.
+The script is assembled from the modules of tools/recipe/ (the training program the tests import):
+each module's text in dependency order, its imports gathered once at the top, so a reviewer reads one
+self-contained file that imports nothing from Aegis. The template takes no spec values at all.
+Everything that varies (the spec, paths, precision) goes to config.json, which the script reads at
+run time, so no model name or path can ever become code.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +24,13 @@ from tools.core.catalog import get_gpu
 from tools.core.errors import AegisError
 from tools.core.paths import TEMPLATES_DIR
 from tools.core.spec import Precision, TrainingSpec
-from tools.recipe import formatting
-from tools.run.failures import EXIT_CODES
+from tools.recipe.precision import cpu_supports_bf16, resolve_precision
 
 TEMPLATE_NAME = "train.py.j2"
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipe"
+RECIPE_PACKAGE = "tools.recipe"
+# The script's sections, each after the modules it imports from (render checks it).
+RECIPE_MODULES = ("exits", "precision", "formatting", "config", "data", "lora", "packing", "checkpoint", "program")
 # The only run-time knobs a caller may add beside the spec. Closed on purpose: a knob that fakes
 # a failure (say, "nan_after_step") has no place in a script that runs on real money.
 EXTRA_KEYS = ("max_steps", "checkpoint_every", "resume_from")
@@ -55,28 +64,86 @@ class RenderedScript(BaseModel):
         return Path(self.config["metrics_path"])
 
 
-def cpu_supports_bf16() -> bool:
-    """bf16 is worth it on a CPU only with native instructions (avx512_bf16 or AMX); emulated it is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def decide_precision(spec: TrainingSpec, device: str) -> Precision:
-    """The spec's precision, or for 'auto': bf16 where the hardware has it, else fp16 (GPU) or fp32 (CPU)."""
-    if spec.precision != "auto":
-        return spec.precision
-    if device == "cuda":
-        return "bf16" if get_gpu(spec.target_gpu).bf16_supported else "fp16"
-    return "bf16" if cpu_supports_bf16() else "fp32"
+    """The recipe's precision rule, applied with the catalog's word on the target GPU (or this CPU's flags)."""
+    bf16 = get_gpu(spec.target_gpu).bf16_supported if device == "cuda" else cpu_supports_bf16()
+    return resolve_precision(spec.precision, device, bf16_supported=bf16)
 
 
-def formatting_source() -> str:
-    """tools/recipe/formatting.py as it is, less its __future__ import (the script has its own at the top)."""
-    text = Path(formatting.__file__).read_text(encoding="utf-8")
-    return text.replace("from __future__ import annotations\n", "", 1).strip() + "\n"
+@dataclass(frozen=True)
+class RecipeSection:
+    """One recipe module as the script holds it: its text less its imports, which the script gathers at the top."""
+
+    path: str
+    body: str
+
+
+def _stdlib_import(node: ast.Import | ast.ImportFrom, module: str) -> list[str]:
+    """The import as it will stand in the script's import block; only the standard library may be imported there."""
+    names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+    for name in names:
+        if name.split(".")[0] not in sys.stdlib_module_names:
+            raise AegisError(
+                f"tools/recipe/{module}.py imports '{name}' at the top: only the standard library may be imported "
+                "there (torch and friends inside functions), so the script can be checked without them"
+            )
+    if isinstance(node, ast.ImportFrom):
+        return [f"from {node.module} import {ast.unparse(alias)}" for alias in node.names]
+    return [f"import {ast.unparse(alias)}" for alias in node.names]
+
+
+def _section(module: str, defined: set[str], imports: set[str]) -> RecipeSection:
+    """One module's text without its imports; its imports join `imports`, its top-level names join `defined`."""
+    source = (RECIPE_DIR / f"{module}.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    dropped: set[int] = set()
+    own: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            dropped.update(range(node.lineno - 1, node.end_lineno or node.lineno))
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                continue
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(RECIPE_PACKAGE + "."):
+                missing = [a.name for a in node.names if a.name not in defined]
+                if missing:
+                    raise AegisError(f"tools/recipe/{module}.py uses {missing} before the module that defines them")
+                continue
+            imports.update(_stdlib_import(node, module))
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            own.update(t.id for t in targets if isinstance(t, ast.Name))
+    clash = sorted(own & defined)
+    if clash:
+        raise AegisError(f"tools/recipe/{module}.py defines {clash} again; the script is one namespace")
+    defined.update(own)
+    lines = [line for number, line in enumerate(source.splitlines()) if number not in dropped]
+    body = re.sub(r"\n{4,}", "\n\n\n", "\n".join(lines)).strip() + "\n"
+    return RecipeSection(path=f"tools/recipe/{module}.py", body=body)
+
+
+def _import_block(imports: set[str]) -> str:
+    """Standard-library imports in the order ruff's isort wants: plain imports, then from-imports, each sorted."""
+    plain = sorted((i for i in imports if i.startswith("import ")), key=str.lower)
+    merged: dict[str, set[str]] = {}
+    for line in imports - set(plain):
+        module, name = line.removeprefix("from ").split(" import ")
+        merged.setdefault(module, set()).add(name)
+
+    def member_order(name: str) -> tuple[int, str]:
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    froms = [f"from {m} import {', '.join(sorted(merged[m], key=member_order))}" for m in sorted(merged, key=str.lower)]
+    return "\n".join(plain + froms)
+
+
+def recipe_sections() -> tuple[str, list[RecipeSection]]:
+    """The script's import block and its sections, in RECIPE_MODULES order."""
+    defined: set[str] = set()
+    imports: set[str] = set()
+    sections = [_section(module, defined, imports) for module in RECIPE_MODULES]
+    return _import_block(imports), sections
 
 
 def _environment() -> Environment:
@@ -90,8 +157,8 @@ def _environment() -> Environment:
 
 def render_source() -> str:
     """The script's text: it is the same for every spec."""
-    template = _environment().get_template(TEMPLATE_NAME)
-    return template.render(exit_codes=EXIT_CODES, formatting_source=formatting_source())
+    imports, sections = recipe_sections()
+    return _environment().get_template(TEMPLATE_NAME).render(imports=imports, sections=sections)
 
 
 def _check_extra(extra: dict[str, Any]) -> dict[str, Any]:

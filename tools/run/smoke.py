@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from tools.core.errors import AegisError
-from tools.core.paths import aegis_home, model_cache_dir, resolve_dataset_path
+from tools.core.paths import aegis_home, model_cache_dir
+from tools.core.settings import settings
 from tools.core.spec import TrainingSpec
-from tools.inputs.dataset import tokenizer_name
 from tools.inputs.local_models import resolve_model
 from tools.inputs.model_config import load_model_config
-from tools.plan.preflight import PreflightCheck, PreflightReport, check_data, load_tokenizer, truncation_check
+from tools.inputs.prepared import PreparedData, PreparedSpec
+from tools.inputs.tokenizer import load_tokenizer
+from tools.plan.preflight import PreflightCheck, PreflightReport, data_checks
+from tools.recipe.config import load_config
+from tools.recipe.exits import RecipeFailure
 from tools.run.local import run_local
 from tools.run.render import render_script, render_source
 
@@ -37,17 +41,14 @@ SHRUNK_WIDTH = {"hidden_size": 64, "intermediate_size": 128, "num_attention_head
 
 
 def check_script(config_path: Path) -> PreflightCheck:
-    """The rendered script compiles and its own config reader accepts the config (no torch import needed)."""
-    source = render_source()
+    """The rendered script compiles, and the recipe's own config reader (inlined in it) accepts the config."""
     try:
-        code = compile(source, "train.py", "exec")
+        compile(render_source(), "train.py", "exec")
     except SyntaxError as exc:
         return PreflightCheck(name="script", status="fail", detail=f"train.py is not valid Python: {exc}")
-    namespace: dict[str, Any] = {"__name__": "aegis_preflight"}
-    exec(code, namespace)  # defines functions only: the script runs main() under __main__ alone
     try:
-        namespace["load_config"](config_path)
-    except namespace["RecipeFailure"] as exc:
+        load_config(config_path)
+    except RecipeFailure as exc:
         return PreflightCheck(name="script", status="fail", detail=f"train.py refuses its config: {exc}")
     return PreflightCheck(name="script", status="pass", detail="train.py compiles and accepts its config")
 
@@ -151,17 +152,11 @@ def smoke_spec(spec: TrainingSpec) -> tuple[TrainingSpec, list[str]]:
     return TrainingSpec.model_validate({**spec.model_dump(), **updates}), changed
 
 
-def _file_digest(path: str | None) -> str | None:
-    if not path:
-        return None
-    return hashlib.sha256(resolve_dataset_path(path).read_bytes()).hexdigest()
-
-
 def _smoke_cache_dir() -> Path:
-    return Path(os.environ.get("AEGIS_PREFLIGHT_CACHE", aegis_home() / "preflight")).expanduser()
+    return (settings().preflight_cache or aegis_home() / "preflight").expanduser()
 
 
-def _smoke_key(spec: TrainingSpec, model_folder: Path) -> str:
+def _smoke_key(spec: TrainingSpec, data: PreparedData, model_folder: Path) -> str:
     """Everything the smoke run's outcome depends on: script, spec, data contents, model, library versions."""
     import peft
     import torch
@@ -170,31 +165,29 @@ def _smoke_key(spec: TrainingSpec, model_folder: Path) -> str:
     material = {
         "script": hashlib.sha256(render_source().encode()).hexdigest(),
         "spec": spec.model_dump(mode="json", exclude={"target_gpu"}),
-        "data": _file_digest(spec.dataset_path),
-        "eval": _file_digest(spec.eval_dataset_path),
+        "data": data.digest,
         "model": model_folder.name,
         "versions": [torch.__version__, transformers.__version__, peft.__version__],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def smoke_run(spec: TrainingSpec, workdir: Path) -> tuple[PreflightCheck, dict[str, Any]]:
+def smoke_run(spec: TrainingSpec, data: PreparedData, workdir: Path) -> tuple[PreflightCheck, dict[str, Any]]:
     """Two real training steps of the rendered script on this CPU, on the shrunken model and the real data."""
     cpu_spec, changed = smoke_spec(spec)
     model_folder, model_note = build_shrunken_model(cpu_spec)
-    key = _smoke_key(cpu_spec, model_folder)
+    key = _smoke_key(cpu_spec, data, model_folder)
     cached = _smoke_cache_dir() / f"{key}.json"
     if cached.is_file():
         smoke = json.loads(cached.read_text(encoding="utf-8"))
         detail = f"{smoke['steps']} CPU steps passed earlier with the same script, data and model ({model_note})"
         return PreflightCheck(name="cpu_smoke_run", status="pass", detail=detail), {**smoke, "cached": True}
-    eval_path = resolve_dataset_path(cpu_spec.eval_dataset_path) if cpu_spec.eval_dataset_path else None
     rendered = render_script(
         cpu_spec,
         workdir,
         model_path=str(model_folder),
-        dataset_path=resolve_dataset_path(cpu_spec.dataset_path),
-        eval_dataset_path=eval_path,
+        dataset_path=Path(data.train_copy),
+        eval_dataset_path=Path(data.eval_copy) if data.eval_copy else None,
         device="cpu",
         extra={"max_steps": SMOKE_STEPS},
     )
@@ -226,48 +219,47 @@ def smoke_run(spec: TrainingSpec, workdir: Path) -> tuple[PreflightCheck, dict[s
 # -- all of it ----------------------------------------------------------------------------------
 
 
-def run_preflight(spec: TrainingSpec, workdir: Path, *, device: str) -> PreflightReport:
-    """Every check for one spec; the smoke run only for a GPU-bound run (a CPU run is itself free)."""
+def run_preflight(prepared: PreparedSpec, workdir: Path, *, device: str) -> PreflightReport:
+    """Every check for one prepared spec; the smoke run only for a GPU-bound run (a CPU run is itself free).
+
+    The data checks judge what was measured when the spec was prepared: nothing is read again here.
+    """
+    spec, data = prepared.spec, prepared.data
     workdir = Path(workdir)
     try:
         model_path = resolve_model(spec.model_name).path  # builds a bundled model, so its tokenizer is there
     except AegisError as exc:
         return PreflightReport(
-            spec_hash=spec.spec_hash(),
+            spec_hash=prepared.spec_hash,
             passed=False,
             checks=[PreflightCheck(name="model", status="fail", detail=str(exc))],
         )
-    tokenizer = load_tokenizer(spec.model_name)
-    checks, rows, truncated = check_data(spec, tokenizer)
-    share = truncated / rows if rows else 0.0
-    if rows:
-        checks.append(truncation_check(rows, truncated, spec.seq_len))
-    data_ok = not any(c.status == "fail" for c in checks)
+    checks = data_checks(data, spec.seq_len)
     smoke = None
-    if data_ok:
+    if not any(c.status == "fail" for c in checks):
         try:
-            eval_path = resolve_dataset_path(spec.eval_dataset_path) if spec.eval_dataset_path else None
             rendered = render_script(
                 spec,
                 workdir / "script",
                 model_path=model_path,
-                dataset_path=resolve_dataset_path(spec.dataset_path),
-                eval_dataset_path=eval_path,
+                dataset_path=Path(data.train_copy),
+                eval_dataset_path=Path(data.eval_copy) if data.eval_copy else None,
                 device=device,
             )
             checks.append(check_script(rendered.config_path))
         except AegisError as exc:
             checks.append(PreflightCheck(name="script", status="fail", detail=str(exc)))
-    if data_ok and not any(c.status == "fail" for c in checks) and spec.target_gpu != "cpu":
-        check, smoke = smoke_run(spec, workdir / "smoke")
+    if not any(c.status == "fail" for c in checks) and spec.target_gpu != "cpu":
+        check, smoke = smoke_run(spec, data, workdir / "smoke")
         checks.append(check)
+    rows = data.train_rows
     return PreflightReport(
-        spec_hash=spec.spec_hash(),
+        spec_hash=prepared.spec_hash,
         passed=not any(c.status == "fail" for c in checks),
         checks=checks,
-        rows=rows,
-        truncated_rows=truncated,
-        truncated_share=share,
-        tokenizer=tokenizer_name(tokenizer),
+        rows=rows.rows,
+        truncated_rows=rows.truncated_rows,
+        truncated_share=rows.truncated_rows / rows.rows if rows.rows else 0.0,
+        tokenizer=data.stats.tokenizer,
         smoke=smoke,
     )

@@ -1,0 +1,35 @@
+"""`aegis estimate SPEC [--gpu NAME] [--json]`: cost, time and memory of a spec file, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from agent.cli.options import EXIT_OK
+from agent.cli.output import console
+from tools.core.catalog import get_gpu
+from tools.core.spec import BudgetPolicy, load_spec
+from tools.plan.actuals import apply_learning, learned_error, read_actuals
+from tools.plan.estimator import estimate_spec
+from tools.report.presenters import format_estimate_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimate", help="estimate cost, time and memory of a spec file")
+    p.add_argument("spec", help="a TrainingSpec as YAML or JSON")
+    p.add_argument("--gpu", help="estimate for this GPU instead of the spec's target_gpu")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(handler=cmd_estimate)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    if args.gpu:
+        get_gpu(args.gpu)
+    estimate = estimate_spec(spec, gpu=args.gpu)
+    estimate = apply_learning(estimate, learned_error(read_actuals(), estimate.cost_breakdown.gpu))
+    if args.json:
+        print(json.dumps(estimate.model_dump(mode="json"), indent=2))
+    else:
+        console.print(format_estimate_table(estimate, BudgetPolicy.from_config()))
+    return EXIT_OK

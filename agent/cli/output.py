@@ -1,0 +1,127 @@
+"""What the commands print: the consoles, live training progress, the agent's tool results, a pending approval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from agent.approval import ApprovalRequest
+from agent.results import EstimateResult, EvalsResult, RemediateResult, RunResult, ToolResult, read_tool_result
+from tools.core.money import usd
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def say_error(message: str) -> None:
+    """One line on stderr: what a person has to fix or know."""
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class TrainingProgress:
+    """Live step, loss, tokens/s and ETA in the terminal: a context manager whose ``update`` is on_progress."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]train[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> TrainingProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, line: dict[str, Any]) -> None:
+        if line.get("type") != "step":
+            return
+        total = int(line.get("total_steps") or 0) or None
+        fields = {
+            "loss": f"{float(line.get('loss', float('nan'))):.4f}",
+            "tps": f"{float(line.get('tokens_per_s', 0)):.0f}",
+        }
+        if self.task is None:
+            self.task = self.progress.add_task("train", total=total, **fields)
+        self.progress.update(self.task, completed=int(line.get("step", 0)), total=total, **fields)
+
+
+def result_detail(result: ToolResult) -> str:
+    """The few facts of a tool's result worth a line in the terminal; its message when it has no facts."""
+    if isinstance(result, EstimateResult) and result.ok and result.estimate is not None:
+        e = result.estimate
+        fits = "" if e.fits else ", does not fit"
+        return f"{usd(e.estimated_cost_usd)} on {e.gpu} ({e.estimated_duration_min:.1f} min, {e.estimated_vram_gb:.2f} GB{fits})"
+    if isinstance(result, RunResult) and result.ok and result.attempt is not None:
+        a = result.attempt
+        return f"attempt {a.attempt}: {a.steps} steps in {a.duration_s:.0f} s, cost {usd(a.actual_cost_usd)}"
+    if isinstance(result, EvalsResult) and result.evals is not None:
+        passed = sum(c.passed for c in result.evals.checks)
+        return f"{passed}/{len(result.evals.checks)} checks passed"
+    if isinstance(result, RemediateResult) and result.remediation is not None:
+        return result.remediation.explanation
+    return result.message if result.message != result.status else ""
+
+
+class ConsoleEvents:
+    """Renders the agent's stream: tool calls, their typed results, live training progress."""
+
+    def __init__(self) -> None:
+        self.progress: TrainingProgress | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "progress":
+            if self.progress is None:
+                self.progress = TrainingProgress().__enter__()
+            self.progress.update(event)
+            return
+        self.stop_progress()
+        if kind == "tool_call":
+            console.print(f"[cyan]→ {event['name']}[/]")
+        elif kind == "tool_result":
+            self.show_result(read_tool_result(event["text"], event.get("name")))
+
+    def show_result(self, result: ToolResult) -> None:
+        style = "green" if result.ok else "yellow"
+        console.print(f"  [{style}]{result.status}[/] {result_detail(result)}")
+
+    def stop_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
+
+
+def show_pending(request: ApprovalRequest) -> None:
+    """The question at the gate: the estimate against the limits, the worst case, and each attempt's ceiling."""
+    console.print(
+        f"[bold yellow]Approval needed[/] for run {request.run_id}: {usd(request.estimated_cost_usd)} on "
+        f"{request.gpu} ({request.estimated_duration_min:.1f} min, {request.estimated_vram_gb:.1f} GB) — "
+        f"soft limit {usd(request.soft_threshold_usd)}, hard limit {usd(request.max_budget_usd)}, "
+        f"spent {usd(request.spent_usd)}. {request.reason}"
+    )
+    if request.worst_case_usd is not None:
+        costs = ", ".join(f"#{a.attempt} {usd(a.estimated_cost_usd)}" for a in request.attempts)
+        allows = request.retries_budget_allows
+        console.print(
+            f"Worst case with every retry the rules allow: {usd(request.worst_case_usd)} ({costs}); "
+            f"{request.dtype}, {request.num_gpus} GPU(s); the remaining budget allows "
+            f"{allows} retr{'y' if allows == 1 else 'ies'}."
+        )
+    if request.timeout_s is not None:
+        console.print(
+            f"Each attempt is stopped after {request.timeout_s / 60:.0f} min, so one attempt bills at most "
+            f"{usd(request.max_attempt_cost_usd or 0.0)}."
+        )

@@ -1,0 +1,65 @@
+"""`aegis train SPEC`: the deterministic pipeline, no LLM: estimate → gate → run → evals → heal → report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from rich.prompt import Prompt
+
+from agent.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_gate_flags, add_run_flags, standing_approval
+from agent.cli.output import TrainingProgress, console, err_console
+from tools.core.money import usd
+from tools.core.spec import BudgetPolicy, load_spec
+from tools.core.status import Decision, JobStatus
+from tools.job.pipeline import run_pipeline
+from tools.job.state import JobState, new_job
+
+GateAnswer = tuple[Decision, str]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="run the deterministic pipeline on a spec file (no LLM)")
+    p.add_argument("spec", help="a TrainingSpec as YAML or JSON")
+    add_gate_flags(p)
+    add_run_flags(p)
+    p.set_defaults(handler=cmd_train)
+
+
+def gate_answerer(yes: bool, approve_up_to: float | None) -> Callable[[JobState], GateAnswer]:
+    """How `aegis train` answers the gate: --yes, --approve-up-to, a prompt on a terminal, else cancel."""
+
+    def ask(job: JobState) -> GateAnswer:
+        assert job.estimate is not None
+        cost = job.estimate.estimated_cost_usd
+        if (approver := standing_approval(cost, yes, approve_up_to)) is not None:
+            return Decision.APPROVE, approver
+        if approve_up_to is not None:
+            err_console.print(f"estimate {usd(cost)} is above --approve-up-to {approve_up_to:g}: cancelled")
+            return Decision.CANCEL, f"person:cli.approve-up-to-{approve_up_to:g}"
+        if not sys.stdin.isatty():
+            err_console.print(f"approval needed for {usd(cost)}: rerun with --yes or --approve-up-to USD")
+            return Decision.CANCEL, "person:cli.no-terminal"
+        answer = Prompt.ask(
+            f"Estimated {usd(cost)} (soft limit {usd(job.policy.soft_threshold_usd)}, "
+            f"hard {usd(job.policy.max_budget_usd)}). Approve?",
+            choices=[d.value for d in Decision],
+            default=Decision.CANCEL.value,
+        )
+        return Decision(answer), "person:cli.prompt"
+
+    return ask
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    policy = BudgetPolicy.from_config().tightened(args.max_budget)
+    job = new_job(policy, max_retries=args.max_retries, local_memory_limit_mb=args.memory_limit_mb)
+    console.print(f"run [bold]{job.run_id}[/] → {job.run_dir}")
+    with TrainingProgress() as progress:
+        job = run_pipeline(job, spec, ask=gate_answerer(args.yes, args.approve_up_to), on_progress=progress.update)
+    console.print(f"status: [bold]{job.status}[/]  report: {job.report_path}")
+    if job.status == JobStatus.REFUSED and job.gate is not None:
+        err_console.print(f"[red]refused:[/] {job.gate.reason}", highlight=False, soft_wrap=True)
+    return {JobStatus.SUCCEEDED: EXIT_OK, JobStatus.INTERRUPTED: EXIT_INTERRUPTED}.get(job.status, EXIT_FAILED)

@@ -1,0 +1,258 @@
+"""What each guarded tool returns: one pydantic model per tool, a discriminated union on ``tool``.
+
+A result is serialized as its ToolMessage's content. The offline planner, the CLI and Chainlit read it back
+with ``read_tool_result`` (``TypeAdapter.validate_json``) and then use its typed fields: nothing parses a
+tool's reply by dict key or from its message text. Every result says ``ok``, ``status``, ``message``,
+``run_id`` and ``report_path``; what only one tool knows (the estimate, the approval's outcome, the
+attempt's metrics, the eval checks, the remediation) sits in that tool's own typed fields.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from tools.core.spec import EvalCheck, TrainingSpec
+from tools.core.status import AttemptStatus, FailureClass
+from tools.job.state import JobState
+from tools.plan.preflight import PreflightCheck
+
+
+class ToolName(StrEnum):
+    """The agent's only means of action."""
+
+    ESTIMATE_COST = "estimate_cost"
+    REQUEST_APPROVAL = "request_approval"
+    RENDER_SCRIPT = "render_script"
+    RUN_LOCAL = "run_local"
+    RUN_ON_MODAL = "run_on_modal"
+    RUN_EVALS = "run_evals"
+    REMEDIATE = "remediate"
+
+
+RUN_TOOLS = frozenset({ToolName.RUN_LOCAL, ToolName.RUN_ON_MODAL})
+
+
+class ResultStatus(StrEnum):
+    """What one tool call came to."""
+
+    ESTIMATED = "estimated"
+    PREFLIGHT_FAILED = "preflight_failed"
+    APPROVED = "approved"
+    OPTIMIZED = "optimized"
+    CANCELLED = "cancelled"
+    REFUSED = "refused"
+    RENDERED = "rendered"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    PASSED = "passed"
+    REMEDIATED = "remediated"
+    ERROR = "error"
+
+
+class Facts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PreflightFacts(Facts):
+    """The free checks run before any money is asked for."""
+
+    passed: bool
+    checks: list[PreflightCheck]
+    truncated_share: float
+
+
+class EstimateFacts(Facts):
+    """An estimate against the budget limits, as a person judges it."""
+
+    estimated_cost_usd: float
+    estimated_duration_min: float
+    estimated_vram_gb: float
+    gpu: str
+    num_gpus: int
+    fits: bool
+    gpu_memory_gb: float
+    total_steps: int
+    dataset_rows: int
+    dataset_tokens: int
+    trainable_params: int
+    total_params: int
+    soft_threshold_usd: float
+    max_budget_usd: float
+    spent_usd: float = Field(description="Money captured and held in the thread when the estimate was made.")
+    notes: list[str] = Field(default_factory=list)
+    preflight: PreflightFacts | None = None
+    spec: TrainingSpec
+
+    @classmethod
+    def of(cls, job: JobState, spent_usd: float) -> EstimateFacts:
+        assert job.estimate is not None and job.spec is not None
+        bd = job.estimate.cost_breakdown
+        preflight = None
+        if job.preflight is not None:
+            preflight = PreflightFacts(
+                passed=job.preflight.passed,
+                checks=job.preflight.checks,
+                truncated_share=round(job.preflight.truncated_share, 3),
+            )
+        return cls(
+            estimated_cost_usd=round(job.estimate.estimated_cost_usd, 4),
+            estimated_duration_min=round(job.estimate.estimated_duration_min, 2),
+            estimated_vram_gb=round(job.estimate.estimated_vram_gb, 2),
+            gpu=bd.gpu,
+            num_gpus=bd.num_gpus,
+            fits=bd.fits,
+            gpu_memory_gb=bd.gpu_memory_gb,
+            total_steps=bd.total_steps,
+            dataset_rows=bd.dataset_rows,
+            dataset_tokens=bd.dataset_tokens,
+            trainable_params=bd.trainable_params,
+            total_params=bd.total_params,
+            soft_threshold_usd=job.policy.soft_threshold_usd,
+            max_budget_usd=job.policy.max_budget_usd,
+            spent_usd=round(spent_usd, 4),
+            notes=bd.notes,
+            preflight=preflight,
+            spec=job.spec,
+        )
+
+
+class AttemptFacts(Facts):
+    """What the last training attempt did, read from its own logs."""
+
+    attempt: int
+    status: AttemptStatus
+    failure_class: FailureClass | None = None
+    error: str | None = None
+    retry_count: int
+    max_retries: int
+    initial_train_loss: float | None = None
+    final_train_loss: float | None = None
+    initial_eval_loss: float | None = None
+    final_eval_loss: float | None = None
+    steps: int
+    duration_s: float
+    tokens_per_s: float
+    peak_memory_mb: float
+    actual_cost_usd: float
+    spent_usd: float = Field(description="Money captured and held in the thread after the attempt.")
+
+    @classmethod
+    def of(cls, job: JobState, spent_usd: float) -> AttemptFacts:
+        last = job.attempts[-1]
+        return cls(
+            attempt=len(job.attempts),
+            status=last.status,
+            failure_class=last.failure_class,
+            error=last.error_message,
+            retry_count=job.retry_count,
+            max_retries=job.max_retries,
+            initial_train_loss=last.initial_train_loss,
+            final_train_loss=last.final_train_loss,
+            initial_eval_loss=last.initial_eval_loss,
+            final_eval_loss=last.final_eval_loss,
+            steps=last.steps_completed,
+            duration_s=round(last.duration_s, 1),
+            tokens_per_s=round(last.tokens_per_s, 1),
+            peak_memory_mb=round(last.peak_memory_mb, 1),
+            actual_cost_usd=round(last.actual_cost_usd, 4),
+            spent_usd=round(spent_usd, 4),
+        )
+
+
+class EvalFacts(Facts):
+    checks: list[EvalCheck]
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+
+
+class RemediationFacts(Facts):
+    """The healing rule applied to the last failed attempt, and what it changed."""
+
+    retry_count: int
+    max_retries: int
+    rule: str
+    changes: dict[str, list[Any]]
+    explanation: str
+
+
+class ToolResult(BaseModel):
+    """What every tool call returns, whatever the tool; also what a reply that is no result reads as."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    ok: bool
+    status: ResultStatus
+    message: str = ""
+    run_id: str | None = None
+    report_path: str | None = None
+
+
+class EstimateResult(ToolResult):
+    tool: Literal[ToolName.ESTIMATE_COST] = ToolName.ESTIMATE_COST
+    estimate: EstimateFacts | None = None
+
+
+class ApprovalResult(ToolResult):
+    tool: Literal[ToolName.REQUEST_APPROVAL] = ToolName.REQUEST_APPROVAL
+    decided_by: str | None = None
+    estimate: EstimateFacts | None = Field(default=None, description="The cheaper spec, when asked to optimize.")
+
+
+class RenderResult(ToolResult):
+    tool: Literal[ToolName.RENDER_SCRIPT] = ToolName.RENDER_SCRIPT
+    script_path: str | None = None
+    config_path: str | None = None
+
+
+class RunResult(ToolResult):
+    tool: Literal[ToolName.RUN_LOCAL, ToolName.RUN_ON_MODAL]
+    attempt: AttemptFacts | None = None
+
+
+class EvalsResult(ToolResult):
+    tool: Literal[ToolName.RUN_EVALS] = ToolName.RUN_EVALS
+    evals: EvalFacts | None = None
+
+
+class RemediateResult(ToolResult):
+    tool: Literal[ToolName.REMEDIATE] = ToolName.REMEDIATE
+    remediation: RemediationFacts | None = None
+    estimate: EstimateFacts | None = Field(default=None, description="The healed spec's estimate.")
+
+
+AnyToolResult = Annotated[
+    EstimateResult | ApprovalResult | RenderResult | RunResult | EvalsResult | RemediateResult,
+    Field(discriminator="tool"),
+]
+TOOL_RESULT: TypeAdapter[AnyToolResult] = TypeAdapter(AnyToolResult)
+RESULT_TYPES: dict[ToolName, type[ToolResult]] = {
+    ToolName.ESTIMATE_COST: EstimateResult,
+    ToolName.REQUEST_APPROVAL: ApprovalResult,
+    ToolName.RENDER_SCRIPT: RenderResult,
+    ToolName.RUN_LOCAL: RunResult,
+    ToolName.RUN_ON_MODAL: RunResult,
+    ToolName.RUN_EVALS: EvalsResult,
+    ToolName.REMEDIATE: RemediateResult,
+}
+
+
+def failure(tool: ToolName, status: ResultStatus, message: str) -> ToolResult:
+    """A call of ``tool`` that did nothing: refused by a guard, or stopped by an error."""
+    return RESULT_TYPES[tool](tool=tool, ok=False, status=status, message=message)
+
+
+def read_tool_result(content: Any, tool: str | None = None) -> ToolResult:
+    """A ToolMessage's content as the typed result it holds.
+
+    A reply that is no result (ToolNode's own words for a call it could not make: an unknown tool, bad
+    arguments) reads as an error of the tool that was called, with those words as its message.
+    """
+    text = content if isinstance(content, str) else str(content)
+    try:
+        return TOOL_RESULT.validate_json(text)
+    except ValidationError:
+        return ToolResult(tool=tool or "tool", ok=False, status=ResultStatus.ERROR, message=text)

@@ -1,0 +1,198 @@
+"""What a person reads in the chat: tool results, the approval card and a job's outcome, as Markdown.
+
+Pure text from typed records (``agent.results``, ``ApprovalRequest``, ``JobState``); no Chainlit here.
+Dollars go through ``tools.core.money.usd``, as everywhere a person reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agent.approval import ApprovalRequest
+from agent.results import (
+    ApprovalResult,
+    AttemptFacts,
+    EstimateFacts,
+    EstimateResult,
+    EvalsResult,
+    PreflightFacts,
+    RemediateResult,
+    RenderResult,
+    ResultStatus,
+    RunResult,
+    ToolResult,
+)
+from tools.core.money import DASH, usd
+from tools.core.spec import EvalCheck
+from tools.core.status import CheckStatus, JobStatus
+from tools.job.state import JobState
+
+_DIRECTIVE = re.compile(r":(?=[A-Za-z])")
+
+
+def md_safe(text: str) -> str:
+    """Escape ``:word`` outside code: Chainlit's Markdown reads it as a directive and drops it ("person:chainlit")."""
+    lines, fenced = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced:
+            parts = line.split("`")
+            line = "`".join(part if i % 2 else _DIRECTIVE.sub(r"\\:", part) for i, part in enumerate(parts))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def num(value: Any, fmt: str = ".4f") -> str:
+    return format(value, fmt) if isinstance(value, int | float) else DASH
+
+
+def estimate_table(e: EstimateFacts) -> str:
+    """The estimate against the budget limits, as the person will judge it."""
+    fits = "fits" if e.fits else "**does not fit**"
+    gpus = f"{e.num_gpus}× " if e.num_gpus > 1 else ""
+    rows = [
+        "| | Estimate | Limit |",
+        "|---|---|---|",
+        f"| Cost | **{usd(e.estimated_cost_usd)}** | soft {usd(e.soft_threshold_usd)} · "
+        f"hard {usd(e.max_budget_usd)} (spent {usd(e.spent_usd)}) |",
+        f"| Time | {e.estimated_duration_min:.1f} min | |",
+        f"| GPU memory | {e.estimated_vram_gb:.2f} GB | {gpus}{e.gpu} {e.gpu_memory_gb:.0f} GB: {fits} |",
+        f"| Steps | {e.total_steps} | |",
+        f"| Data | {e.dataset_rows} rows, {e.dataset_tokens} tokens | |",
+        f"| Trainable parameters | {e.trainable_params:,} of {e.total_params:,} | |",
+    ]
+    notes = "".join(f"\n- {note}" for note in e.notes)
+    return "\n".join(rows) + notes + preflight_text(e.preflight)
+
+
+def preflight_text(preflight: PreflightFacts | None) -> str:
+    """The free checks run before any money is asked for, one line each."""
+    if preflight is None:
+        return ""
+    head = "passed" if preflight.passed else "**failed**: nothing will be asked for or spent"
+    lines = "".join(
+        f"\n- {c.name}: {'**FAIL** ' if c.status == CheckStatus.FAIL else f'{c.status} '}— {c.detail}"
+        for c in preflight.checks
+    )
+    return f"\n\n**Pre-flight** {head}{lines}"
+
+
+def checks_table(checks: list[EvalCheck]) -> str:
+    rows = ["| Check | Result | Value | Threshold | Detail |", "|---|---|---|---|---|"]
+    for c in checks:
+        mark = "pass" if c.passed else "**FAIL**"
+        value = "" if c.value is None else c.value
+        threshold = "" if c.threshold is None else c.threshold
+        rows.append(f"| {c.name} | {mark} | {value} | {threshold} | {c.detail.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def attempt_table(a: AttemptFacts) -> str:
+    return (
+        "| Metric | Value |\n|---|---|\n"
+        f"| Train loss | {num(a.initial_train_loss)} → {num(a.final_train_loss)} |\n"
+        f"| Eval loss | {num(a.initial_eval_loss)} → {num(a.final_eval_loss)} |\n"
+        f"| Steps | {a.steps} in {a.duration_s:.0f} s |\n"
+        f"| Throughput | {a.tokens_per_s:.0f} tokens/s |\n"
+        f"| Peak memory | {a.peak_memory_mb:.0f} MB |\n"
+        f"| Actual cost | {usd(a.actual_cost_usd)} (spent {usd(a.spent_usd)}) |"
+    )
+
+
+def _body(r: ToolResult) -> str:
+    """What a result holds beyond its status line."""
+    if isinstance(r, EstimateResult) and r.estimate is not None:
+        if r.status == ResultStatus.PREFLIGHT_FAILED:
+            return preflight_text(r.estimate.preflight).lstrip("\n")
+        return estimate_table(r.estimate)
+    if isinstance(r, RunResult) and r.attempt is not None:
+        if not r.ok:
+            return f"{r.attempt.failure_class}: {r.attempt.error or 'no error text'}"
+        return attempt_table(r.attempt)
+    if isinstance(r, EvalsResult) and r.evals is not None:
+        return checks_table(r.evals.checks)
+    if isinstance(r, RenderResult) and r.script_path is not None:
+        return f"- script: `{r.script_path}`\n- config: `{r.config_path}`"
+    if isinstance(r, RemediateResult) and r.remediation is not None:
+        h = r.remediation
+        changes = ", ".join(f"{field} {old} → {new}" for field, (old, new) in h.changes.items()) or "no field changed"
+        table = f"\n\n{estimate_table(r.estimate)}" if r.estimate is not None else ""
+        return f"Retry {h.retry_count}/{h.max_retries} by rule `{h.rule}` ({changes}): {h.explanation}{table}"
+    if isinstance(r, ApprovalResult):
+        decided = f"decided by `{r.decided_by}`" if r.decided_by else ""
+        table = estimate_table(r.estimate) if r.estimate is not None else ""
+        return "\n\n".join(part for part in (decided, table) if part)
+    return ""
+
+
+def format_tool_result(r: ToolResult) -> str:
+    """A tool's typed result as something a person reads: tables for the estimate, the run and the checks."""
+    head = f"**{r.status}**" + (f": {r.message}" if r.message and r.message != r.status else "")
+    if not r.ok and r.status in (ResultStatus.REFUSED, ResultStatus.ERROR):
+        return head
+    body = _body(r)
+    return f"{head}\n\n{body}" if body else head
+
+
+def is_error(r: ToolResult) -> bool:
+    return not r.ok and r.status in (ResultStatus.REFUSED, ResultStatus.ERROR, ResultStatus.FAILED)
+
+
+def approval_text(req: ApprovalRequest) -> str:
+    spec = req.spec
+    steps = f" · max {spec.max_steps} steps" if spec.max_steps else ""
+    fits = "fits" if req.fits else "**does not fit**"
+    return (
+        f"### Approval needed: run `{req.run_id}`\n{req.reason}\n\n"
+        "| | Estimate | Limit |\n|---|---|---|\n"
+        f"| Cost | **{usd(req.estimated_cost_usd)}** | soft {usd(req.soft_threshold_usd)} · "
+        f"hard {usd(req.max_budget_usd)} (spent {usd(req.spent_usd)}) |\n"
+        f"| Time | {req.estimated_duration_min:.1f} min | |\n"
+        f"| GPU memory | {req.estimated_vram_gb:.2f} GB | {req.gpu}: {fits} |\n\n"
+        f"**Spec** `{req.spec_hash}`: {spec.method} of `{spec.model_name}` on "
+        f"`{spec.dataset_path}` · {spec.num_epochs} epoch(s){steps} · batch "
+        f"{spec.micro_batch_size}×{spec.gradient_accumulation_steps} · lr {spec.learning_rate} · "
+        f"seq_len {spec.seq_len} · {spec.num_gpus}× {spec.target_gpu}\n\n"
+        f"{worst_case_text(req)}"
+        "An approval holds for exactly this spec and estimate. **Optimize** proposes a cheaper spec, "
+        "which comes back here."
+    )
+
+
+def worst_case_text(req: ApprovalRequest) -> str:
+    """Every attempt the healing rules allow, priced, and what one attempt can bill before its time limit."""
+    if req.worst_case_usd is None:
+        return ""
+    rows = ["| Attempt | What changes | Cost | Time |", "|---|---|---|---|"]
+    for a in req.attempts:
+        rows.append(f"| {a.attempt} | {a.rule} | {usd(a.estimated_cost_usd)} | {a.estimated_minutes:.1f} min |")
+    allows = req.retries_budget_allows
+    limit = (
+        f" Each attempt stops after {req.timeout_s / 60:.0f} min, so one attempt bills at most "
+        f"{usd(req.max_attempt_cost_usd)}."
+        if req.timeout_s is not None
+        else ""
+    )
+    return (
+        f"**Worst case** (every attempt fails but the last): **{usd(req.worst_case_usd)}** · {req.dtype} · "
+        f"{req.num_gpus} GPU(s); the remaining budget allows {allows} retr{'y' if allows == 1 else 'ies'}.{limit}\n\n"
+        + "\n".join(rows)
+        + "\n\n"
+    )
+
+
+def outcome_text(job: JobState) -> str:
+    spent = usd(job.ledger.spent_usd)
+    who = f" by `{job.decided_by}`" if job.decided_by else ""
+    if job.status == JobStatus.CANCELLED:
+        return f"**Cancelled**{who}: run `{job.run_id}` was not trained and nothing was spent."
+    if job.status == JobStatus.REFUSED:
+        reason = job.gate.reason if job.gate else "over the budget"
+        return f"**Refused by the gate**: {reason}. Run `{job.run_id}` was not trained and nothing was spent."
+    if job.status == JobStatus.SUCCEEDED:
+        return f"**Run `{job.run_id}` succeeded** (approved{who}); spent {spent}. The report is below."
+    last = job.attempts[-1] if job.attempts else None
+    why = f" ({last.failure_class}: {last.error_message})" if last is not None and last.failure_class else ""
+    return f"**Run `{job.run_id}` {job.status}**{why}; spent {spent}. The report is below."

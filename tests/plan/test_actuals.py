@@ -1,0 +1,63 @@
+"""Estimates that learn: the ledger of actuals, the recent error, the correction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from tools.core.spec import load_spec
+from tools.plan.actuals import ActualRecord, apply_learning, learned_error, read_actuals
+from tools.plan.estimator import estimate_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = (ROOT / "data/specs/sample_lora.yaml").read_text() + "max_steps: 3\n"
+
+
+def record(ratio: float, status: str = "succeeded", gpu: str = "cpu") -> ActualRecord:
+    return ActualRecord(
+        run_id="r",
+        attempt=1,
+        gpu=gpu,
+        status=status,
+        estimated_seconds=10.0,
+        actual_seconds=10.0 * ratio,
+        estimated_memory_gb=1.0,
+        actual_memory_gb=1.1,
+        estimated_cost_usd=0.0,
+        actual_cost_usd=0.0,
+    )
+
+
+def test_recent_error_uses_finished_runs_of_the_same_gpu_only():
+    records = [record(9.0, status="failed"), record(2.0, gpu="a10g"), record(1.2), record(1.4), record(1.3)]
+    learned = learned_error(records, "cpu")
+    assert learned.runs == 3 and learned.time_ratio == pytest.approx(1.3)
+    assert learned_error(records, "h100") is None
+
+
+def test_correction_applies_only_with_enough_runs():
+    estimate = estimate_spec(load_spec(ROOT / "data/specs/sample_lora.yaml"))
+    few = apply_learning(estimate, learned_error([record(1.5), record(1.5)], "cpu"))
+    assert few.cost_breakdown.estimated_seconds == estimate.cost_breakdown.estimated_seconds
+    assert any("no correction applied" in n for n in few.cost_breakdown.notes)
+    enough = apply_learning(estimate, learned_error([record(1.5)] * 3, "cpu"))
+    assert enough.cost_breakdown.estimated_seconds == pytest.approx(1.5 * estimate.cost_breakdown.estimated_seconds)
+    assert any(n.startswith("the last 3 cpu runs took 1.50x") for n in enough.cost_breakdown.notes)
+
+
+@pytest.mark.slow
+def test_after_three_local_runs_the_fourth_estimate_shows_their_error(tmp_path, capsys):
+    spec = tmp_path / "quick.yaml"
+    spec.write_text(QUICK)
+    for _ in range(3):
+        main(["train", str(spec), "--yes"])
+    assert len([r for r in read_actuals() if r.status == "succeeded"]) == 3
+    capsys.readouterr()
+    assert main(["estimate", str(spec), "--json"]) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    notes = estimate["cost_breakdown"]["notes"]
+    assert any(n.startswith("the last 3 cpu runs took") for n in notes), notes
+    assert any(n.startswith("corrected by") for n in notes), notes

@@ -1,0 +1,340 @@
+"""The estimator's must-shows: exact parameter counts, memory ordering and fit, cost proportional to work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from tools.core.catalog import get_gpu
+from tools.core.errors import ModelError
+from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
+from tools.inputs.dataset import DatasetStats
+from tools.inputs.model_config import (
+    count_parameters,
+    default_lora_targets,
+    hub_id,
+    load_model_config,
+    lora_trainable_params,
+    model_stats,
+)
+from tools.plan.estimator import (
+    CALIBRATION,
+    checkpoint_dtype,
+    estimate,
+    estimate_spec,
+    model_load_gb,
+    startup_seconds,
+)
+from tools.report.presenters import format_estimate_table
+
+
+def stats(rows: int = 20_000, tokens_per_row: int = 400, seq_len: int = 512) -> DatasetStats:
+    return DatasetStats(
+        rows=rows,
+        format="text",
+        tokens=rows * tokens_per_row,
+        mean_tokens_per_row=tokens_per_row,
+        max_tokens_per_row=tokens_per_row,
+        truncated_rows=0,
+        seq_len=seq_len,
+        approximate=False,
+        tokenizer="test",
+    )
+
+
+def spec(**fields) -> TrainingSpec:
+    return TrainingSpec(**{"model_name": "meta-llama/Llama-2-7b-hf", "dataset_path": "d.jsonl", **fields})
+
+
+@pytest.mark.parametrize(
+    ("name", "published"),
+    [
+        ("meta-llama/Llama-2-7b-hf", 6.74e9),
+        ("meta-llama/Meta-Llama-3-8B", 8.03e9),
+        ("mistralai/Mistral-7B-v0.1", 7.24e9),
+        ("Qwen/Qwen2.5-0.5B", 0.49e9),
+        ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", 1.10e9),
+        ("gpt2", 124e6),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", 135e6),
+    ],
+)
+def test_parameter_counts_match_published(name: str, published: float) -> None:
+    assert count_parameters(load_model_config(name)) == pytest.approx(published, rel=0.01)
+
+
+def test_aliases_and_case_resolve_to_the_shipped_config() -> None:
+    assert hub_id("llama-2-7b") == "meta-llama/Llama-2-7b-hf"
+    assert count_parameters(load_model_config("LLAMA-2-7B")) == count_parameters(load_model_config("llama-2-7b-hf"))
+
+
+def test_unknown_model_offline_lists_known_models() -> None:
+    with pytest.raises(ModelError, match="Offline, use one of: .*meta-llama/Llama-2-7b-hf"):
+        load_model_config("nobody/no-such-model-xyz")
+
+
+def test_local_folder_config(tmp_path: Path) -> None:
+    values = json.loads((Path("tools/inputs/model_configs") / "gpt2.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**values, "n_layer": 2}))
+    config = load_model_config(str(tmp_path))
+    assert config.n_layer == 2
+    assert count_parameters(config) < count_parameters(load_model_config("gpt2"))
+
+
+def test_local_model_config_needs_no_build() -> None:
+    pytest.importorskip("tools.inputs.local_models")
+    config = load_model_config("local:smollm2-135m-instruct")
+    assert count_parameters(config) == count_parameters(load_model_config("HuggingFaceTB/SmolLM2-135M-Instruct"))
+
+
+def test_lora_params_from_real_shapes() -> None:
+    llama = load_model_config("llama-2-7b")
+    assert default_lora_targets(llama) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert lora_trainable_params(llama, ["q_proj", "k_proj", "v_proj", "o_proj"], 16) == 32 * 4 * 16 * (4096 + 4096)
+    mistral = load_model_config("mistral-7b")  # grouped-query attention: k/v project to 1024
+    assert lora_trainable_params(mistral, ["k_proj"], 8) == 32 * 8 * (4096 + 1024)
+    gpt2 = load_model_config("gpt2")  # Conv1D layers; c_proj names both the attention and the MLP output
+    assert default_lora_targets(gpt2) == ["c_attn", "c_proj"]
+    assert lora_trainable_params(gpt2, ["c_attn", "c_proj"], 8) == 12 * 8 * ((768 + 2304) + (768 + 768) + (3072 + 768))
+    with pytest.raises(ModelError, match="match no layer"):
+        lora_trainable_params(llama, ["query"], 8)
+
+
+def test_full_finetune_of_llama2_7b_does_not_fit_an_a10g() -> None:
+    est = estimate(spec(method="full_finetune"), "a10g", dataset_stats=stats())
+    b = est.cost_breakdown
+    assert not est.fits and est.estimated_vram_gb > 24
+    assert b.weights_gb + b.gradients_gb + b.optimizer_gb == pytest.approx(16 * 6.738e9 / 1e9, rel=0.01)
+    assert any("does not fit" in note and "a10g" in note for note in b.notes)
+    assert est.estimated_vram_gb == pytest.approx(
+        b.weights_gb + b.gradients_gb + b.optimizer_gb + b.activations_gb + b.overhead_gb
+    )
+
+
+def test_qlora_uses_less_memory_than_lora_than_full() -> None:
+    vram = {
+        m: estimate(spec(method=m), "a100-80gb", dataset_stats=stats()).estimated_vram_gb
+        for m in ("qlora", "lora", "full_finetune")
+    }
+    assert vram["qlora"] < vram["lora"] < vram["full_finetune"]
+    assert estimate(spec(method="qlora"), "a10g", dataset_stats=stats()).fits
+
+
+def test_doubling_epochs_doubles_the_variable_cost() -> None:
+    """Startup is a fixed cost of every run; the rest is proportional to the work."""
+    data = stats()
+    config = load_model_config("llama-2-7b")
+    fixed = startup_seconds(model_stats(config), "a10g") * get_gpu("a10g").price_usd_per_sec
+    one, two, three = (
+        estimate(spec(method="qlora", num_epochs=e), "a10g", dataset_stats=data, model_config=config).estimated_cost_usd
+        for e in (1, 2, 3)
+    )
+    assert two - fixed == pytest.approx(2 * (one - fixed), rel=0.01)
+    assert three - two == pytest.approx(two - one, rel=0.01)
+    assert fixed < 0.05 * one  # the fixed part is a small share, so total cost also roughly doubles
+    assert two / one == pytest.approx(2, rel=0.05)
+
+
+def test_slower_gpu_takes_longer_in_proportion_to_throughput() -> None:
+    data = stats()
+    config = load_model_config("llama-2-7b")
+    startup = startup_seconds(model_stats(config), "a100-80gb")
+    run = {g: estimate(spec(method="lora"), g, dataset_stats=data, model_config=config) for g in ("a100-80gb", "h100")}
+    ratio = (run["a100-80gb"].cost_breakdown.estimated_seconds - startup) / (
+        run["h100"].cost_breakdown.estimated_seconds - startup
+    )
+    assert ratio == pytest.approx(get_gpu("h100").bf16_tflops / get_gpu("a100-80gb").bf16_tflops, rel=1e-6)
+
+
+def test_steps_tokens_packing_and_max_steps() -> None:
+    data = stats(rows=1000, tokens_per_row=128, seq_len=512)
+    packed = estimate(spec(micro_batch_size=4, gradient_accumulation_steps=2, num_epochs=2), dataset_stats=data)
+    b = packed.cost_breakdown
+    assert (b.train_rows, b.train_tokens_per_epoch, b.effective_batch_size) == (900, 900 * 128, 8)
+    assert b.total_steps == 2 * -(-(900 * 128 // 512) // 8)  # 225 sequences -> 29 steps per epoch
+    padded = estimate(spec(packing=False, micro_batch_size=4, gradient_accumulation_steps=2), dataset_stats=data)
+    assert padded.cost_breakdown.train_tokens_per_epoch == 900 * 512
+    assert padded.cost_breakdown.total_steps == 3 * -(-900 // 8)
+    assert padded.estimated_cost_usd > packed.estimated_cost_usd
+    capped = estimate(spec(max_steps=5), dataset_stats=data)
+    assert capped.cost_breakdown.total_steps == 5
+    assert any("max_steps" in note for note in capped.cost_breakdown.notes)
+    separate_eval = estimate(spec(eval_dataset_path="eval.jsonl"), dataset_stats=data)
+    assert separate_eval.cost_breakdown.train_rows == 1000
+
+
+def test_gradient_checkpointing_trades_memory_for_compute() -> None:
+    data = stats()
+    plain = estimate(spec(method="full_finetune"), "h100", dataset_stats=data).cost_breakdown
+    ckpt = estimate(spec(method="full_finetune", gradient_checkpointing=True), "h100", dataset_stats=data)
+    assert ckpt.cost_breakdown.activations_gb < plain.activations_gb / 4
+    assert ckpt.cost_breakdown.flops / plain.flops == pytest.approx(4 / 3, rel=0.05)
+
+
+def test_multi_gpu_cost_and_memory() -> None:
+    data = stats()
+    one = estimate(spec(method="lora"), "a100-80gb", dataset_stats=data)
+    four = estimate(spec(method="lora", num_gpus=4), "a100-80gb", dataset_stats=data)
+    b = four.cost_breakdown
+    assert four.estimated_vram_gb == pytest.approx(one.estimated_vram_gb)
+    assert four.estimated_cost_usd == pytest.approx(b.estimated_seconds * b.gpu_price_usd_per_sec * 4)
+    assert four.estimated_duration_min < one.estimated_duration_min
+    assert four.estimated_cost_usd > one.estimated_cost_usd  # communication overhead costs money
+    speedup = 1 + CALIBRATION.multi_gpu_efficiency * 3
+    assert b.tflops_effective == pytest.approx(one.cost_breakdown.tflops_effective * speedup)
+
+
+def test_cpu_keeps_fp32_weights_and_costs_nothing() -> None:
+    est = estimate(spec(model_name="HuggingFaceTB/SmolLM2-135M-Instruct", target_gpu="cpu"), dataset_stats=stats(200))
+    b = est.cost_breakdown
+    assert est.estimated_cost_usd == 0.0 and b.utilisation == 1.0
+    assert b.weights_gb == pytest.approx((134_515_008 + b.trainable_params) * 4 / 1e9)
+
+
+def test_estimate_is_deterministic() -> None:
+    first = estimate(spec(), dataset_stats=stats())
+    assert estimate(spec(), dataset_stats=stats()).estimate_hash() == first.estimate_hash()
+
+
+def test_estimate_spec_reads_the_real_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEGIS_DATA_DIRS", str(tmp_path))
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": "word " * (i + 10)}) + "\n" for i in range(40)), encoding="utf-8")
+    est = estimate_spec(spec(model_name="llama-2-7b", dataset_path=str(path), method="qlora"))
+    b = est.cost_breakdown
+    assert b.dataset_rows == 40 and b.train_rows == 36
+    assert b.tokens_approximate and any("approximate" in note for note in b.notes)
+    assert b.dataset_tokens == sum(-(-len("word " * (i + 10)) // 4) + 1 for i in range(40))
+
+
+def test_table_shows_cost_parts_and_limits() -> None:
+    est = estimate(spec(method="full_finetune"), "a10g", dataset_stats=stats())
+    console = Console(record=True, width=200)
+    console.print(format_estimate_table(est, BudgetPolicy(max_budget_usd=3, soft_threshold_usd=1)))
+    text = console.export_text()
+    assert f"${est.estimated_cost_usd:,.2f}" in text and "Hard limit" in text and "$3.00" in text
+    assert "optimizer" in text and "does not fit" in text and "6.74B total" in text
+
+
+def test_estimate_spec_uses_the_built_local_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local_models = pytest.importorskip("tools.inputs.local_models")
+    try:
+        local_models.resolve_model("local:tiny-llama", build=False)
+    except ModelError:
+        pytest.skip("local:tiny-llama is not built in this model cache")
+    monkeypatch.setenv("AEGIS_DATA_DIRS", str(tmp_path))
+    path = tmp_path / "d.jsonl"
+    rows = [{"prompt": f"question {i}", "completion": "answer " * (i + 1)} for i in range(20)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    est = estimate_spec(spec(model_name="local:tiny-llama", dataset_path=str(path), target_gpu="cpu", seq_len=64))
+    b = est.cost_breakdown
+    assert not b.tokens_approximate and "tiny-llama" in b.tokenizer
+    assert b.total_params == count_parameters(load_model_config("local:tiny-llama"))
+
+
+def test_host_ram_on_a_gpu_machine_is_the_process_the_data_and_the_model_load() -> None:
+    """Llama-2-7B ships fp16: LoRA converts it to bf16 on the host, full fine-tuning to fp32, QLoRA loads to the GPU."""
+    n = count_parameters(load_model_config("llama-2-7b"))
+    data = stats()
+    fixed = CALIBRATION.cpu_process_gb + data.tokens * CALIBRATION.host_bytes_per_token / 1e9
+    host = {
+        m: estimate(spec(method=m), "a10g", dataset_stats=data).cost_breakdown.host_ram_gb
+        for m in ("qlora", "lora", "full_finetune")
+    }
+    assert host["qlora"] == pytest.approx(fixed + n * 2 / 1e9)
+    assert host["lora"] == pytest.approx(fixed + n * (2 + 2) / 1e9)
+    assert host["full_finetune"] == pytest.approx(fixed + n * (2 + 4) / 1e9)
+    assert all(value > CALIBRATION.cpu_process_gb for value in host.values())
+    four = estimate(spec(method="lora", num_gpus=4), "a10g", dataset_stats=data).cost_breakdown
+    assert four.host_ram_gb == pytest.approx(4 * host["lora"])  # torchrun: every process loads its own copy
+
+
+def test_model_load_is_zero_copy_in_the_checkpoint_dtype() -> None:
+    assert model_load_gb(10**9, "float32", "float32") == pytest.approx(4.0)
+    assert model_load_gb(10**9, "float32", "bfloat16") == pytest.approx(6.0)
+    assert model_load_gb(10**9, "bfloat16", "float16") == pytest.approx(4.0)
+    assert model_load_gb(10**9, "bfloat16", None) == pytest.approx(2.0)
+    assert checkpoint_dtype(load_model_config("meta-llama/Meta-Llama-3-8B")) == "bfloat16"
+    assert checkpoint_dtype(load_model_config("gpt2")) == "float32"  # the config names none
+
+
+def test_host_ram_grows_with_the_dataset() -> None:
+    small = estimate(spec(method="lora"), "a10g", dataset_stats=stats(rows=1_000)).cost_breakdown
+    large = estimate(spec(method="lora"), "a10g", dataset_stats=stats(rows=101_000)).cost_breakdown
+    added = 100_000 * 400 * CALIBRATION.host_bytes_per_token / 1e9
+    assert large.host_ram_gb - small.host_ram_gb == pytest.approx(added)
+
+
+def test_on_cpu_host_ram_is_the_training_memory() -> None:
+    for method in ("lora", "full_finetune"):
+        est = estimate(
+            spec(model_name="HuggingFaceTB/SmolLM2-135M-Instruct", method=method), "cpu", dataset_stats=stats()
+        )
+        assert est.cost_breakdown.host_ram_gb == est.estimated_vram_gb
+
+
+def test_eval_memory_grows_with_the_model_and_runs_on_this_cpu_whatever_the_target() -> None:
+    def eval_gb(model: str, method: str = "lora", gpu: str = "a10g") -> float:
+        b = estimate(spec(model_name=model, method=method), gpu, dataset_stats=stats()).cost_breakdown
+        assert b.eval_memory_gb is not None
+        return b.eval_memory_gb
+
+    smollm2, llama = "HuggingFaceTB/SmolLM2-135M-Instruct", "llama-2-7b"
+    assert eval_gb("gpt2") < eval_gb(smollm2) < eval_gb("qwen2.5-0.5b") < eval_gb(llama)
+    assert eval_gb(llama, gpu="h100") == eval_gb(llama, gpu="cpu") == eval_gb(llama)
+    n = count_parameters(load_model_config(llama))
+    assert eval_gb(llama) == pytest.approx(CALIBRATION.eval_process_gb + n * (2 + 4) / 1e9, rel=0.01)  # the load peak
+    assert eval_gb(llama, "qlora") == eval_gb(llama)  # the adapter goes on an fp32 base, as for LoRA
+    # A full fine-tune is evaluated beside its base: a second fp32 model (gpt2's checkpoint is fp32, so no load peak).
+    gpt2 = count_parameters(load_model_config("gpt2"))
+    assert eval_gb("gpt2", "full_finetune") - eval_gb("gpt2") == pytest.approx(gpt2 * 4 / 1e9, rel=0.02)
+    assert eval_gb(llama, "full_finetune") > eval_gb(llama) + n * 2 / 1e9
+
+
+def test_eval_memory_counts_the_longest_row_logits() -> None:
+    gpt2 = {"model_name": "gpt2", "seq_len": 1024}
+    short = estimate(spec(**gpt2), dataset_stats=stats(tokens_per_row=100, seq_len=1024)).cost_breakdown
+    long = estimate(spec(**gpt2), dataset_stats=stats(tokens_per_row=2000, seq_len=1024)).cost_breakdown
+    vocab = load_model_config("gpt2").vocab_size  # rows are truncated to seq_len: 1024 tokens, not 2000
+    assert long.eval_memory_gb - short.eval_memory_gb == pytest.approx(
+        (1024 - 100) * vocab * 4 * CALIBRATION.eval_logits_copies / 1e9, rel=1e-6
+    )
+
+
+def test_records_written_before_the_memory_fields_still_load() -> None:
+    dumped = estimate(spec(), dataset_stats=stats()).model_dump(mode="json")
+    for key in ("host_ram_gb", "eval_memory_gb"):
+        del dumped["cost_breakdown"][key]
+    old = CostEstimate.model_validate(dumped)
+    assert old.cost_breakdown.host_ram_gb is None and old.cost_breakdown.eval_memory_gb is None
+    console = Console(record=True, width=200)
+    console.print(format_estimate_table(old))
+    assert "Host RAM" not in console.export_text()
+
+
+def test_table_compares_cpu_ram_needs_with_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    small_machine = SimpleNamespace(total=2e9)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: small_machine)
+    console = Console(record=True, width=200)
+    console.print(format_estimate_table(estimate(spec(target_gpu="cpu"), dataset_stats=stats())))
+    text = console.export_text()
+    assert "Host RAM, training" in text and "of 2.0 GB RAM here: does not fit" in text
+    console = Console(record=True, width=200)
+    console.print(format_estimate_table(estimate(spec(model_name="gpt2"), "a10g", dataset_stats=stats(rows=100))))
+    text = console.export_text()
+    assert "on the a10g machine (the catalog has no host RAM figure)" in text
+    assert "Memory, evals (CPU here)" in text and "GB of 2.0 GB RAM here" in text
+
+
+def test_estimate_json_carries_host_ram_and_eval_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    assert main(["estimate", str(Path(__file__).resolve().parents[2] / "data/specs/llama2_a10g.yaml"), "--json"]) == 0
+    breakdown = json.loads(capsys.readouterr().out)["cost_breakdown"]
+    assert breakdown["host_ram_gb"] > CALIBRATION.cpu_process_gb
+    assert breakdown["eval_memory_gb"] > 4 * breakdown["total_params"] / 1e9

@@ -1,0 +1,105 @@
+"""After an attempt: evaluate what it trained, or heal what failed by the rules (bounded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tools.core.errors import GuardRefusal
+from tools.core.status import JobStatus
+from tools.evals.model_evals import run_evals
+from tools.evals.thresholds import EvalThresholds
+from tools.inputs.local_models import resolve_model
+from tools.inputs.prepared import training_records
+from tools.inputs.tokenizer import load_tokenizer
+from tools.job.planning import estimate_job, set_spec
+from tools.job.state import JobState, require_spec
+from tools.plan.checkpoints import ResumePoint, can_resume, last_good_checkpoint
+from tools.plan.remediation import Remediation, plan_remediation
+
+
+def evaluate_job(job: JobState, thresholds: Any = None) -> JobState:
+    spec = require_spec(job)
+    if not job.attempts or job.attempts[-1].status != "succeeded" or job.prepared is None:
+        raise GuardRefusal("there is no successful training attempt to evaluate")
+    job.record("evals", "started", "evaluating the trained model against the base model")
+    result = run_evals(
+        spec,
+        job.attempts[-1],
+        base_model_path=resolve_model(spec.model_name).path,
+        train_records=training_records(job.prepared.data),
+        tokenizer=load_tokenizer(spec.model_name),
+        thresholds=thresholds or EvalThresholds.from_config(),
+    )
+    status = JobStatus.SUCCEEDED if result.passed else JobStatus.FAILED
+    job = job.model_copy(update={"eval_result": result, "status": status})
+    failed = [c.name for c in result.checks if not c.passed]
+    job.record(
+        "evals",
+        "completed" if result.passed else "failed",
+        "all checks passed" if result.passed else f"failed checks: {', '.join(failed)}",
+        checks=[c.model_dump(mode="json") for c in result.checks],
+        metrics=result.metrics,
+    )
+    return job
+
+
+def remediate_job(job: JobState) -> JobState:
+    """Heal the last failure by the rules, least invasive first; refuses past max_retries.
+
+    The healed spec is estimated but not approved: it goes back through the gate like any other spec.
+    """
+    spec = require_spec(job)
+    if not job.attempts or job.attempts[-1].status == "succeeded":
+        raise GuardRefusal("the last attempt did not fail; there is nothing to remediate")
+    if job.remediations and job.remediations[-1].attempt == len(job.attempts):
+        raise GuardRefusal(
+            f"attempt {len(job.attempts)} was already remediated; approve and run the healed spec before healing again"
+        )
+    last = job.attempts[-1]
+    failure = last.failure_class or "other"
+    diverged = failure == "nan_loss"
+    found = last_good_checkpoint(last.output_dir, stable_only=diverged)
+    if found:
+        point = ResumePoint(step=found[0], path=str(found[1]), from_attempt=len(job.attempts), loss=found[2])
+    else:
+        # No checkpoint of its own: the one it started from is still good, unless training diverged from it.
+        point = None if diverged else job.resume
+    plan = plan_remediation(
+        spec,
+        failure,
+        retry_count=job.retry_count,
+        max_retries=job.max_retries,
+        checkpoint_step=point.step if point else None,
+    )
+    resume = point if point and can_resume(spec, plan.new_spec) else None
+    explanation = plan.explanation + (
+        f"; the retry resumes from the checkpoint at step {resume.step} (attempt {resume.from_attempt})"
+        if resume
+        else "; the retry starts from step 0"
+    )
+    remediation = Remediation(
+        attempt=len(job.attempts),
+        failure=failure,
+        rule=plan.rule,
+        changes={k: list(v) for k, v in plan.changes.items()},
+        explanation=explanation,
+    )
+    job = job.model_copy(
+        update={
+            "retry_count": job.retry_count + 1,
+            "status": JobStatus.HEALING,
+            "remediations": [*job.remediations, remediation],
+            "resume": resume,
+        }
+    )
+    job.record(
+        "remediate",
+        "completed",
+        f"retry {job.retry_count}/{job.max_retries}: {explanation}",
+        **remediation.model_dump(mode="json", exclude={"resume"}),
+    )
+    job = estimate_job(set_spec(job, plan.new_spec, source="remediation"))
+    if job.resume is not None:  # the saving is known once the retry is priced
+        healed = remediation.model_copy(update={"resume": job.resume})
+        job = job.model_copy(update={"remediations": [*job.remediations[:-1], healed]})
+    return job

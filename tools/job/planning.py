@@ -1,0 +1,125 @@
+"""Planning steps: adopt a spec, prepare and estimate it, run its free pre-flight checks."""
+
+from __future__ import annotations
+
+from tools.core.errors import GuardRefusal
+from tools.core.paths import resolve_dataset_path
+from tools.core.spec import TrainingSpec
+from tools.core.status import JobStatus
+from tools.inputs.model_config import load_model_config, model_stats
+from tools.inputs.prepared import prepare
+from tools.job.state import JobState, require_spec
+from tools.plan.actuals import apply_learning, learned_error, read_actuals
+from tools.plan.checkpoints import can_resume, checkpoint_interval, max_loss_share, price_resumed
+from tools.plan.estimator import estimate, startup_seconds
+from tools.policy.store import SpendStore
+from tools.run.smoke import run_preflight
+
+
+def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
+    """Adopt a spec after checking its data paths; any approval for an earlier spec stops matching.
+
+    Refused once the job was cancelled or closed: a person's cancel is not undone by a new estimate.
+    """
+    SpendStore().require_open(job.run_id)
+    resolve_dataset_path(spec.dataset_path)
+    if spec.eval_dataset_path:
+        resolve_dataset_path(spec.eval_dataset_path)
+    resume = job.resume if job.resume and job.spec and can_resume(job.spec, spec) else None
+    job = job.model_copy(
+        update={
+            "spec": spec,
+            "status": JobStatus.PLANNING,
+            "rendered": None,
+            "resume": resume,
+            "pending_request_id": None,
+        }
+    )
+    job.folder.write_json("spec.json", spec.model_dump(mode="json"))
+    job.record(
+        "spec",
+        "completed",
+        f"spec set by {source}",
+        source=source,
+        spec_hash=spec.spec_hash(),
+        spec=spec.model_dump(mode="json"),
+    )
+    return job
+
+
+def estimate_job(job: JobState) -> JobState:
+    """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals."""
+    SpendStore().require_open(job.run_id)
+    spec = require_spec(job)
+    job.record("estimate", "started", f"estimating {spec.method} of {spec.model_name} on {spec.target_gpu}")
+    prepared = prepare(spec, job.folder.root / "data")
+    inputs = {
+        "dataset_stats": prepared.data.stats,
+        "model_config": load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code),
+    }
+    history = read_actuals()
+    target = apply_learning(estimate(spec, **inputs), learned_error(history, spec.target_gpu))
+    local = (
+        target
+        if spec.target_gpu == "cpu"
+        else apply_learning(estimate(spec, "cpu", **inputs), learned_error(history, "cpu"))
+    )
+    resume = job.resume
+    if resume is not None:
+        stats = model_stats(inputs["model_config"], trust_remote_code=spec.trust_remote_code)
+        target, saved_s, saved_usd = price_resumed(target, resume.step, startup_seconds(stats, spec.target_gpu))
+        if spec.target_gpu != "cpu":
+            local, _, _ = price_resumed(local, resume.step, startup_seconds(stats, "cpu"))
+        else:
+            local = target
+        resume = resume.model_copy(update={"saved_usd": saved_usd, "saved_seconds": saved_s})
+    every = checkpoint_interval(target.cost_breakdown.total_steps, max_loss_share())
+    job = job.model_copy(
+        update={
+            "estimate": target,
+            "estimate_spec_hash": spec.spec_hash(),
+            "local_estimate": local,
+            "prepared": prepared,
+            "checkpoint_every": every,
+            "resume": resume,
+            "pending_request_id": None,
+        }
+    )
+    bd = target.cost_breakdown
+    job.record(
+        "estimate",
+        "completed",
+        f"${target.estimated_cost_usd:.4f}, {target.estimated_duration_min:.1f} min, "
+        f"{target.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'})",
+        estimate=target.model_dump(mode="json"),
+        checkpoint_every=every,
+        data_digest=prepared.data.digest,
+        resume=resume.model_dump(mode="json") if resume else None,
+    )
+    return preflight_job(job)
+
+
+def preflight_job(job: JobState) -> JobState:
+    """The free local checks for the current spec, run with every estimate so no one is asked to pay for a dud."""
+    spec = require_spec(job)
+    job.record("preflight", "started", "checking the data, the script and (for a GPU) a 2-step CPU smoke run")
+    device = "cpu" if spec.target_gpu == "cpu" else "cuda"
+    if job.prepared is None or job.prepared.spec_hash != spec.spec_hash():
+        raise GuardRefusal("the data of the current spec has not been read; estimate it first")
+    report = run_preflight(job.prepared, job.folder.root / "preflight" / spec.spec_hash()[:12], device=device)
+    job = job.model_copy(update={"preflight": report})
+    job.record(
+        "preflight",
+        "completed" if report.passed else "failed",
+        report.summary(),
+        preflight=report.model_dump(mode="json"),
+    )
+    return job
+
+
+def preflight_refusal(job: JobState) -> str | None:
+    """Why pre-flight stops the current spec, or None when it passed for exactly this spec."""
+    spec = require_spec(job)
+    if job.preflight is None or job.preflight.spec_hash != spec.spec_hash():
+        return "pre-flight has not run for the current spec; estimate it first"
+    return None if job.preflight.passed else job.preflight.summary()
