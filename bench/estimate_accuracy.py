@@ -16,6 +16,8 @@ Each job is rendered with tools.run.render.render_script and run with tools.run.
 Run:  python bench/estimate_accuracy.py                 (all jobs on this machine's CPU, writes bench/results/)
       python bench/estimate_accuracy.py --only tiny-lora --no-save
       python bench/estimate_accuracy.py --device cuda --gpu a10g   (same jobs on a CUDA GPU)
+      python bench/estimate_accuracy.py --published [--fit]  (GPU estimates against the Qwen README's measured
+      table, calibration and held-out rows in one table; --fit refits the GPU constants on the calibration rows)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import published  # noqa: E402
 from bench.common import BENCH_LLAMA, load_average, machine, model_path, save_results  # noqa: E402
 from tools.core.catalog import get_gpu  # noqa: E402
 from tools.core.paths import resolve_dataset_path  # noqa: E402
@@ -249,6 +252,29 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_published(*, fit: bool) -> int:
+    """Estimates against published measurements: no training here, so it runs in seconds on any machine."""
+    points, skipped = published.load_points()
+    if fit:
+        print("fitted memory constants:", published.fit(points, published.MEMORY_FIT, "memory"))
+        print("fitted time constants:", published.fit(points, published.TIME_FIT, "time"))
+    rows = [published.compare(p) for p in points]
+    print(f"source: {published.source()}")
+    print(published.table(rows))
+    print()
+    print("| set | points | time median | time worst | memory median | memory worst |")
+    print("|---|---|---|---|---|---|")
+    for label, held_out in (("calibration", False), ("held-out", True)):
+        s = published.summary([r for r in rows if r.point.held_out == held_out])
+        print(
+            f"| {label} | {s['points']} | {s['time_median']:.1%} | {s['time_worst']:.1%} | "
+            f"{s['memory_median']:.1%} | {s['memory_worst']:.1%} |"
+        )
+    for line in skipped:
+        print(f"left out: {line}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -256,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="job names (prefix match)")
     parser.add_argument("--no-save", action="store_true", help="print only; write nothing to bench/results/")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (printed)")
+    parser.add_argument("--published", action="store_true", help="compare with the Qwen README's measured table")
+    parser.add_argument("--fit", action="store_true", help="with --published: refit the GPU constants first")
     args = parser.parse_args(argv)
+    if args.published:
+        return run_published(fit=args.fit)
     gpu = args.gpu or ("cpu" if args.device == "cpu" else "a10g")
     get_gpu(gpu)
     jobs = [j for j in JOBS if not args.only or any(j.name.startswith(p) for p in args.only)]

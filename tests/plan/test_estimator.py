@@ -21,14 +21,10 @@ from tools.inputs.model_config import (
     lora_trainable_params,
     model_stats,
 )
-from tools.plan.estimator import (
-    CALIBRATION,
-    checkpoint_dtype,
-    estimate,
-    estimate_spec,
-    model_load_gb,
-    startup_seconds,
-)
+from tools.plan.calibration import CALIBRATION
+from tools.plan.estimator import estimate, estimate_spec, startup_seconds
+from tools.plan.memory import checkpoint_dtype, model_load_gb
+from tools.plan.timing import step_time
 from tools.report.presenters import format_estimate_table
 
 
@@ -138,15 +134,20 @@ def test_doubling_epochs_doubles_the_variable_cost() -> None:
     assert two / one == pytest.approx(2, rel=0.05)
 
 
-def test_slower_gpu_takes_longer_in_proportion_to_throughput() -> None:
-    data = stats()
+def test_slower_gpu_takes_longer_and_its_compute_in_proportion_to_throughput() -> None:
     config = load_model_config("llama-2-7b")
-    startup = startup_seconds(model_stats(config), "a100-80gb")
-    run = {g: estimate(spec(method="lora"), g, dataset_stats=data, model_config=config) for g in ("a100-80gb", "h100")}
-    ratio = (run["a100-80gb"].cost_breakdown.estimated_seconds - startup) / (
-        run["h100"].cost_breakdown.estimated_seconds - startup
+    stats_ = model_stats(config)
+    lora = spec(method="lora")
+    steps = {
+        g: step_time(lora, get_gpu(g), stats_, 4_000_000, throughput_factor=1.0, sharded=False)
+        for g in ("a100-80gb", "h100")
+    }
+    assert steps["a100-80gb"].compute_s / steps["h100"].compute_s == pytest.approx(
+        get_gpu("h100").bf16_tflops / get_gpu("a100-80gb").bf16_tflops, rel=1e-6
     )
-    assert ratio == pytest.approx(get_gpu("h100").bf16_tflops / get_gpu("a100-80gb").bf16_tflops, rel=1e-6)
+    data = stats()
+    run = {g: estimate(lora, g, dataset_stats=data, model_config=config) for g in ("a100-80gb", "h100")}
+    assert run["a100-80gb"].cost_breakdown.estimated_seconds > run["h100"].cost_breakdown.estimated_seconds
 
 
 def test_steps_tokens_packing_and_max_steps() -> None:
@@ -179,12 +180,38 @@ def test_multi_gpu_cost_and_memory() -> None:
     one = estimate(spec(method="lora"), "a100-80gb", dataset_stats=data)
     four = estimate(spec(method="lora", num_gpus=4), "a100-80gb", dataset_stats=data)
     b = four.cost_breakdown
-    assert four.estimated_vram_gb == pytest.approx(one.estimated_vram_gb)
+    assert four.estimated_vram_gb == pytest.approx(one.estimated_vram_gb)  # data parallel: a full replica each
     assert four.estimated_cost_usd == pytest.approx(b.estimated_seconds * b.gpu_price_usd_per_sec * 4)
     assert four.estimated_duration_min < one.estimated_duration_min
     assert four.estimated_cost_usd > one.estimated_cost_usd  # communication overhead costs money
-    speedup = 1 + CALIBRATION.multi_gpu_efficiency * 3
-    assert b.tflops_effective == pytest.approx(one.cost_breakdown.tflops_effective * speedup)
+    assert b.step_seconds > one.cost_breakdown.step_seconds  # each step also all-reduces the gradients
+
+
+def test_fsdp_shards_a_full_finetune_that_one_replica_cannot_hold() -> None:
+    """ "Full fine-tune Meta-Llama-3-8B on 8 H100s": 16 bytes a weight is 128 GB as a replica, 16 GB a shard."""
+    data = stats()
+    config = load_model_config("meta-llama/Meta-Llama-3-8B")
+    full = {"model_name": "meta-llama/Meta-Llama-3-8B", "method": "full_finetune", "num_gpus": 8}
+    replica = estimate(spec(**full, sharding="none"), "h100", dataset_stats=data, model_config=config)
+    sharded = estimate(spec(**full, sharding="fsdp"), "h100", dataset_stats=data, model_config=config)
+    assert not replica.fits and replica.estimated_vram_gb > 128
+    assert sharded.fits and sharded.estimated_vram_gb < 40
+    assert sharded.cost_breakdown.optimizer_gb == pytest.approx(replica.cost_breakdown.optimizer_gb / 8)
+    assert any("FSDP full shard" in note for note in sharded.cost_breakdown.notes)
+
+
+@pytest.mark.parametrize(("optimizer", "bytes_per_weight"), [("adamw", 8.0), ("adamw_8bit", 2.0 + 8 / 2048)])
+def test_optimizer_state_bytes_follow_the_optimizer(optimizer: str, bytes_per_weight: float) -> None:
+    est = estimate(spec(method="lora", optimizer=optimizer), "a100-80gb", dataset_stats=stats())
+    b = est.cost_breakdown
+    assert b.optimizer_gb == pytest.approx(b.trainable_params * bytes_per_weight / 1e9)
+
+
+def test_pure_bf16_halves_a_full_finetunes_weight_states() -> None:
+    mixed = estimate(spec(method="full_finetune"), "h100", dataset_stats=stats()).cost_breakdown
+    pure = estimate(spec(method="full_finetune", precision="bf16_pure"), "h100", dataset_stats=stats()).cost_breakdown
+    assert pure.weights_gb == pytest.approx(mixed.weights_gb / 2)
+    assert pure.gradients_gb + pure.optimizer_gb == pytest.approx((mixed.gradients_gb + mixed.optimizer_gb) / 2)
 
 
 def test_cpu_keeps_fp32_weights_and_costs_nothing() -> None:
@@ -338,3 +365,11 @@ def test_estimate_json_carries_host_ram_and_eval_memory(capsys: pytest.CaptureFi
     breakdown = json.loads(capsys.readouterr().out)["cost_breakdown"]
     assert breakdown["host_ram_gb"] > CALIBRATION.cpu_process_gb
     assert breakdown["eval_memory_gb"] > 4 * breakdown["total_params"] / 1e9
+
+
+def test_a_full_finetune_on_several_gpus_shards_by_default_and_a_person_can_say_otherwise() -> None:
+    base = {"model_name": "meta-llama/Meta-Llama-3-8B", "dataset_path": "d.jsonl", "target_gpu": "h100"}
+    assert TrainingSpec(**base, method="full_finetune", num_gpus=8).sharding == "fsdp"
+    assert TrainingSpec(**base, method="full_finetune", num_gpus=8, sharding="none").sharding == "none"
+    assert TrainingSpec(**base, method="lora", num_gpus=8).sharding == "none"
+    assert TrainingSpec(**base, method="full_finetune").sharding == "none"

@@ -11,6 +11,7 @@ import pytest
 from tools.core.spec import TrainingSpec
 from tools.recipe.config import RecipeSpec, load_config, parse_config
 from tools.recipe.exits import EXIT_CONFIG, RecipeFailure
+from tools.recipe.precision import PRECISIONS
 from tools.run.render import render_script
 
 
@@ -53,7 +54,7 @@ def test_every_problem_is_listed_in_one_failure(tmp_path: Path) -> None:
         "spec.lora_dropout must be a number from 0 to below 1",
         "spec.packing must be true or false",
         "device must be 'cpu' or 'cuda'",
-        "precision must be one of ('auto', 'bf16', 'fp16', 'fp32')",
+        f"precision must be one of {PRECISIONS}",
         "max_steps must be a positive integer or null",
         "is not a checkpoint folder (no state.json)",
     ):
@@ -78,3 +79,35 @@ def test_load_config_reads_the_file_and_names_an_unreadable_one(tmp_path: Path) 
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(RecipeFailure, match="cannot read config"):
         load_config(path)
+
+
+def test_full_finetune_of_an_8b_model_on_8_h100s_renders_an_fsdp_run(tmp_path: Path) -> None:
+    """ "Full fine-tune meta-llama/Meta-Llama-3-8B on 8 H100s": sharded, it fits; the script and config agree."""
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"text": "hello"}) + "\n", encoding="utf-8")
+    spec = TrainingSpec(
+        model_name="meta-llama/Meta-Llama-3-8B",
+        dataset_path=str(data),
+        method="full_finetune",
+        target_gpu="h100",
+        num_gpus=8,
+        sharding="fsdp",
+        optimizer="adamw_8bit",
+        precision="bf16_pure",
+    )
+    rendered = render_script(
+        spec, tmp_path / "run", model_path="/m", dataset_path=data, eval_dataset_path=None, device="cuda"
+    )
+    compile(rendered.script_path.read_text(encoding="utf-8"), str(rendered.script_path), "exec")
+    cfg = load_config(rendered.config_path)
+    assert (cfg.spec.sharding, cfg.spec.optimizer, cfg.precision) == ("fsdp", "adamw_8bit", "bf16_pure")
+    assert cfg.device == "cuda"
+
+
+@pytest.mark.parametrize(("field", "value"), [("sharding", "zero3"), ("optimizer", "sgd")])
+def test_an_unknown_sharding_or_optimizer_is_refused(tmp_path: Path, field: str, value: str) -> None:
+    raw = _config(tmp_path)
+    raw["spec"][field] = value
+    with pytest.raises(RecipeFailure) as caught:
+        parse_config(raw)
+    assert f"spec.{field} must be one of" in str(caught.value)

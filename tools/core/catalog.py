@@ -23,6 +23,8 @@ class GPU(BaseModel):
     bf16_tflops: float = Field(gt=0)
     bf16_supported: bool
     price_usd_per_hour: float = Field(ge=0)
+    memory_bandwidth_gb_s: float | None = Field(default=None, gt=0, description="None: the CPU (not modelled).")
+    link_gb_s: float | None = Field(default=None, gt=0, description="GPU-to-GPU, one way, in one machine.")
 
     @property
     def price_usd_per_sec(self) -> float:

@@ -6,6 +6,7 @@ an error naming the field, not a silently ignored knob.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -25,7 +26,14 @@ from tools.core.status import AttemptStatus, EventStatus, FailureClass
 MAX_CONFIG_BYTES = 256 * 1024
 Method = Literal["full_finetune", "lora", "qlora"]
 DatasetFormat = Literal["auto", "text", "prompt_completion", "instruction", "messages"]
-Precision = Literal["auto", "bf16", "fp16", "fp32"]
+# bf16_pure: weights, gradients and optimizer states in bf16, no fp32 master copy (half the memory of mixed
+# precision for a full fine-tune, at some cost in update precision).
+Precision = Literal["auto", "bf16", "fp16", "fp32", "bf16_pure"]
+# fsdp: with several GPUs, each holds a shard of the weights, gradients and optimizer states (full shard).
+Sharding = Literal["none", "fsdp"]
+# adamw: fp32 moments (8 bytes per trainable weight); the 8-bit ones (bitsandbytes, CUDA) keep 2; paged also
+# moves them to host memory under pressure.
+OptimizerName = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -70,7 +78,21 @@ class TrainingSpec(BaseModel):
     gradient_checkpointing: bool = False
     packing: bool = True
     precision: Precision = "auto"
+    sharding: Sharding = Field(
+        default="none", description="Default: fsdp for a full fine-tune on several GPUs, where a replica rarely fits."
+    )
+    optimizer: OptimizerName = "adamw"
     trust_remote_code: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sharding(cls, data: Any) -> Any:
+        """A full fine-tune on several GPUs shards unless told not to: 16 bytes a weight on every GPU rarely fits."""
+        if isinstance(data, dict) and "sharding" not in data:
+            gpus, method = data.get("num_gpus", 1), data.get("method", "lora")
+            if method == "full_finetune" and isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 1:
+                return {**data, "sharding": "fsdp"}
+        return data
 
     @field_validator("learning_rate")
     @classmethod
@@ -107,8 +129,19 @@ class TrainingSpec(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> TrainingSpec:
+        problems = []
         if self.target_gpu == "cpu" and self.num_gpus != 1:
-            raise ValueError("num_gpus must be 1 when target_gpu is cpu")
+            problems.append("num_gpus must be 1 when target_gpu is cpu")
+        if self.sharding == "fsdp" and self.num_gpus < 2:
+            problems.append("sharding fsdp needs num_gpus of 2 or more (one GPU has nothing to share)")
+        if self.sharding == "fsdp" and self.method == "qlora":
+            problems.append("sharding fsdp is not supported with qlora; use lora or full_finetune")
+        if self.optimizer != "adamw" and self.target_gpu == "cpu":
+            problems.append(f"optimizer {self.optimizer} needs bitsandbytes on a CUDA GPU; use adamw on cpu")
+        if self.precision == "bf16_pure" and self.target_gpu in ("cpu", "t4"):
+            problems.append(f"precision bf16_pure needs a GPU with bf16 ({self.target_gpu} has none)")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -204,6 +237,13 @@ class CostBreakdown(BaseModel):
         ge=0,
         description="Peak RAM of the eval phase, which runs on the CPU of the machine running aegis.",
     )
+    step_seconds: float | None = Field(default=None, ge=0, description="One optimizer step (GPUs: modelled).")
+    time_source: str = Field(
+        default="modelled", description="'modelled', or how the time was measured (a probe of the real script)."
+    )
+    measured_precision: str | None = Field(
+        default=None, description="The precision a probe measured fastest here; the run uses it (precision auto)."
+    )
 
 
 class CostEstimate(BaseModel):
@@ -296,11 +336,18 @@ def format_validation_error(exc: ValidationError, what: str = "spec") -> list[st
         field = ".".join(str(p) for p in err["loc"]) or what
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "is not a known field"
+            msg = "is not a known field" + _did_you_mean(str(err["loc"][-1]) if err["loc"] else "")
         elif err["type"] == "missing":
             msg = "is required"
         problems.append(f"{what} field '{field}' {msg}" if field != what else f"{what}: {msg}")
     return problems
+
+
+def _did_you_mean(name: str) -> str:
+    """' (did you mean 'seq_len'?)' for a misspelt field of a spec, a budget or a record; '' when nothing is close."""
+    known = {f for model in (TrainingSpec, BudgetPolicy) for f in model.model_fields}
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:

@@ -40,6 +40,16 @@ JOB_FILE = "job.json"
 TICKET_FILE = "ticket.json"
 
 
+def _run_options(job: JobState) -> dict:
+    """Checkpoints, resume, and on this CPU the precision the probe measured fastest (part of the approved estimate)."""
+    measured = job.estimate.cost_breakdown.measured_precision if job.estimate and job.executor == "local" else None
+    return {
+        "checkpoint_every": job.checkpoint_every,
+        "resume_from": job.resume.path if job.resume else None,
+        "precision": measured,
+    }
+
+
 def local_timeout_s(job: JobState) -> float:
     """Generous wall-clock limit from the CPU estimate; AEGIS_LOCAL_TIMEOUT_S overrides it.
 
@@ -64,7 +74,7 @@ def render_preview(job: JobState) -> JobState:
         dataset_path=resolve_dataset_path(spec.dataset_path),
         eval_dataset_path=eval_path,
         device="cuda" if job.executor == "modal" else "cpu",
-        extra={"checkpoint_every": job.checkpoint_every, "resume_from": job.resume.path if job.resume else None},
+        extra=_run_options(job),
     )
     ref = _ref(len(job.attempts) + 1, rendered, job)
     job = job.model_copy(update={"rendered": ref})
@@ -130,7 +140,7 @@ def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: Progress
             dataset_path=Path(data.train_copy),
             eval_dataset_path=Path(data.eval_copy) if data.eval_copy else None,
             device="cuda" if job.executor == "modal" else "cpu",
-            extra={"checkpoint_every": job.checkpoint_every, "resume_from": job.resume.path if job.resume else None},
+            extra=_run_options(job),
         )
         job = job.model_copy(update={"status": JobStatus.RUNNING, "rendered": _ref(ticket.attempt, rendered, job)})
         job.folder.write_json(JOB_FILE, job.model_dump(mode="json"))

@@ -17,17 +17,32 @@ from tools.job.approval import decide, gate_job, open_request
 from tools.job.attempt import run_job
 from tools.job.healing import evaluate_job, remediate_job
 from tools.job.planning import estimate_job, set_spec
+from tools.job.probing import measured_by_probe, probe_share, probe_spec
 from tools.job.reporting import report_job
-from tools.job.state import JobState, ProgressFn
+from tools.job.state import JobState, ProgressFn, require_estimate
 from tools.plan.remediation import REMEDIATE_ON
 
 AskFn = Callable[[JobState], tuple[Decision, str]]
 
 
-def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: ProgressFn | None = None) -> JobState:
-    """Drive one job to a report. ``ask`` answers the gate when a person is needed."""
+def run_pipeline(
+    job: JobState,
+    spec: TrainingSpec,
+    *,
+    ask: AskFn,
+    on_progress: ProgressFn | None = None,
+    probe_steps: int | None = None,
+) -> JobState:
+    """Drive one job to a report. ``ask`` answers the gate when a person is needed.
+
+    probe_steps: first a probe attempt of that many steps, gated and billed on its own, re-prices the run.
+    """
     job = set_spec(job, spec, source="spec file")
     job = estimate_job(job)
+    if probe_steps:
+        job = _probe_attempt(job, spec, probe_steps, ask, on_progress)
+        if job.status != JobStatus.PLANNING:
+            return report_job(job)
     job = _through_gate(gate_job(job), ask)
     while job.status == "approved":
         try:
@@ -57,6 +72,33 @@ def run_pipeline(job: JobState, spec: TrainingSpec, *, ask: AskFn, on_progress: 
             break
         job = _through_gate(gate_job(job), ask)
     return report_job(job)
+
+
+def _probe_attempt(
+    job: JobState, spec: TrainingSpec, steps: int, ask: AskFn, on_progress: ProgressFn | None
+) -> JobState:
+    """Approve, run and bill a short attempt, then estimate the full spec with what it measured.
+
+    Returns the job back in planning with the full spec and a measured estimate, or stopped (cancelled, refused,
+    failed) with the probe as its last attempt.
+    """
+    full_cost = require_estimate(job).estimated_cost_usd
+    job = estimate_job(set_spec(job, probe_spec(spec, steps), source="probe attempt"))
+    job.record("probe", "started", probe_share(job, full_cost))
+    job = _through_gate(gate_job(job), ask)
+    if job.status != JobStatus.APPROVED:
+        return job
+    try:
+        job = run_job(job, on_progress=on_progress)
+    except GuardRefusal as exc:
+        job.record("train", "failed", f"refused: {exc}", refused=True)
+        return job.model_copy(update={"status": JobStatus.REFUSED})
+    measured = measured_by_probe(job)
+    if measured is None:
+        job.record("probe", "failed", "the probe attempt measured no steps; the run was not started")
+        return job.model_copy(update={"status": JobStatus.FAILED})
+    job.record("probe", "completed", f"{measured.step_seconds:.2f} s per step; {measured.source}")
+    return estimate_job(set_spec(job, spec, source="spec file, priced by the probe"), measured=measured)
 
 
 def _through_gate(job: JobState, ask: AskFn) -> JobState:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from tools.core.errors import GuardRefusal
+from tools.core.catalog import get_gpu
+from tools.core.errors import AegisError, GuardRefusal
+from tools.core.measured import MeasuredTime
 from tools.core.paths import resolve_dataset_path
 from tools.core.spec import TrainingSpec
 from tools.core.status import JobStatus
 from tools.inputs.model_config import load_model_config, model_stats
-from tools.inputs.prepared import prepare
+from tools.inputs.prepared import PreparedSpec, prepare
 from tools.job.state import JobState, require_spec
 from tools.plan.actuals import apply_learning, learned_error, read_actuals
 from tools.plan.checkpoints import can_resume, checkpoint_interval, max_loss_share, price_resumed
 from tools.plan.estimator import estimate, startup_seconds
 from tools.policy.store import SpendStore
+from tools.run.probe import probe_cpu
 from tools.run.smoke import run_preflight
 
 
@@ -47,8 +50,11 @@ def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
     return job
 
 
-def estimate_job(job: JobState) -> JobState:
-    """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals."""
+def estimate_job(job: JobState, *, measured: MeasuredTime | None = None) -> JobState:
+    """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals.
+
+    measured: a probe attempt's step time on the target (tools/job/probing.py); on this CPU a free probe measures it.
+    """
     SpendStore().require_open(job.run_id)
     spec = require_spec(job)
     job.record("estimate", "started", f"estimating {spec.method} of {spec.model_name} on {spec.target_gpu}")
@@ -58,7 +64,11 @@ def estimate_job(job: JobState) -> JobState:
         "model_config": load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code),
     }
     history = read_actuals()
-    target = apply_learning(estimate(spec, **inputs), learned_error(history, spec.target_gpu))
+    measured = measured or _probe(job, spec, prepared)
+    # A measured time is this machine's own: the ledger's correction of the model does not apply to it.
+    target = estimate(spec, **inputs, measured=measured)
+    if measured is None:
+        target = apply_learning(target, learned_error(history, spec.target_gpu))
     local = (
         target
         if spec.target_gpu == "cpu"
@@ -97,6 +107,33 @@ def estimate_job(job: JobState) -> JobState:
         resume=resume.model_dump(mode="json") if resume else None,
     )
     return preflight_job(job)
+
+
+def _probe(job: JobState, spec: TrainingSpec, prepared: PreparedSpec) -> MeasuredTime | None:
+    """For a run on this CPU: a few real steps of the script on the real model, so the time shown is measured.
+
+    Free and cached; when the model cannot run here the time stays modelled and pre-flight says why. A machine
+    priced with AEGIS_LOCAL_PRICE_USD_PER_HOUR is not free: nothing trains on it before an approval, so its time
+    stays modelled unless a person approves a probe attempt (``aegis train --probe-steps``).
+    """
+    if spec.target_gpu != "cpu" or spec.method == "qlora" or get_gpu("cpu").price_usd_per_sec > 0:
+        return None
+    job.record("probe", "started", "timing a few real training steps on this CPU")
+    try:
+        measured = probe_cpu(spec, prepared.data, job.folder.root / "probe")
+    except AegisError as exc:
+        job.record("probe", "failed", f"time stays modelled: {exc}")
+        return None
+    job.record(
+        "probe",
+        "completed",
+        f"{measured.step_seconds:.2f} s per step in {measured.precision}, {measured.startup_seconds:.0f} s startup "
+        + (
+            f"(the probe took {measured.took_seconds:.0f} s)" if measured.took_seconds else "(measured earlier, cached)"
+        ),
+        measured=measured.model_dump(mode="json"),
+    )
+    return measured
 
 
 def preflight_job(job: JobState) -> JobState:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tools.core.catalog import GPU, get_gpu
+from tools.core.measured import MeasuredTime
 from tools.core.spec import CostBreakdown, CostEstimate, TrainingSpec
 from tools.inputs.dataset import DatasetStats
 from tools.inputs.dataset import dataset_stats as measure_dataset
@@ -37,44 +38,10 @@ from tools.inputs.model_config import (
 )
 from tools.inputs.tokenizer import load_tokenizer_offline
 from tools.plan.calibration import CALIBRATION
+from tools.plan.memory import Precision, checkpoint_dtype, eval_memory_gb, host_ram_gb, memory_gb, precision
+from tools.plan.timing import micro_flops, step_time, utilisation
 
 GB = 1e9
-
-
-# Bytes per weight of the dtypes a checkpoint is stored in or a model is loaded in.
-_DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
-
-
-@dataclass(frozen=True)
-class _Precision:
-    label: str
-    frozen_bytes: float  # per frozen (or, for full fine-tuning, master) weight
-    activation_scale: float  # relative to 16-bit activations
-    throughput_factor: float
-    frozen_dtype: str = "float32"  # the dtype the script loads LoRA's frozen weights in
-
-
-def _precision(spec: TrainingSpec, gpu: GPU) -> _Precision:
-    """The numeric regime the training script will use on this GPU."""
-    cal = CALIBRATION
-    if spec.precision == "fp32":
-        return _Precision("fp32", 4.0, 2.0, 1.0 if gpu.name == "cpu" else cal.fp32_throughput_factor)
-    if gpu.name == "cpu":  # fp32 weights, bf16 autocast; the calibrated cpu figure covers this regime
-        return _Precision("fp32 weights + bf16 autocast", 4.0, 1.0, 1.0)
-    if spec.precision == "bf16" and not gpu.bf16_supported:
-        return _Precision("fp32 (bf16 unsupported)", 4.0, 2.0, cal.fp32_throughput_factor)
-    half = "bf16" if spec.precision == "bf16" or (spec.precision == "auto" and gpu.bf16_supported) else "fp16"
-    return _Precision(half, 2.0, 1.0, 1.0, "bfloat16" if half == "bf16" else "float16")
-
-
-def checkpoint_dtype(config: Any) -> str:
-    """The dtype the checkpoint's weights are stored in, as its config says; float32 when it says nothing.
-
-    float32 is what transformers assumes for a config without a dtype, and how the local models are saved.
-    """
-    value = getattr(config, "dtype", None)
-    name = str(value).removeprefix("torch.") if value is not None else "float32"
-    return name if name in _DTYPE_BYTES else "float32"
 
 
 def startup_seconds(stats: ModelStats, gpu_name: str) -> float:
@@ -89,111 +56,6 @@ def _trainable(spec: TrainingSpec, config: Any) -> int:
         return model_stats(config, trust_remote_code=spec.trust_remote_code).total_params
     targets = spec.lora_target_modules or default_lora_targets(config, trust_remote_code=spec.trust_remote_code)
     return lora_trainable_params(config, targets, spec.lora_r, trust_remote_code=spec.trust_remote_code)
-
-
-def _flops_per_token(spec: TrainingSpec, stats: ModelStats, trainable: int) -> float:
-    n = stats.matmul_params
-    attention = 12.0 * stats.num_layers * stats.hidden_size * spec.seq_len
-    if spec.method == "full_finetune":
-        per_token = 6.0 * n + attention
-    else:
-        per_token = 4.0 * n + attention * 2.0 / 3.0 + 6.0 * trainable
-    if spec.gradient_checkpointing:
-        per_token += 2.0 * n + attention / 3.0
-    return per_token
-
-
-def _dataset_host_gb(data: DatasetStats) -> float:
-    """The training script's copy of the dataset in RAM: records, token ids and labels, packed rows."""
-    return data.tokens * CALIBRATION.host_bytes_per_token / GB
-
-
-def _memory_gb(
-    spec: TrainingSpec, gpu: GPU, stats: ModelStats, trainable: int, prec: _Precision, data: DatasetStats
-) -> dict[str, float]:
-    """Per-GPU memory by part. Trainable weights, their gradients and AdamW's two moments are fp32.
-
-    On cpu the memory is the process's RAM, so the overhead also holds the dataset the script keeps there.
-    """
-    cal = CALIBRATION
-    if spec.method == "full_finetune":
-        # Mixed precision keeps fp32 master weights (4 B) and fp32 gradients (4 B); 16-bit copies are
-        # made on the fly by autocast and counted with the activations.
-        weights = stats.total_params * 4.0
-    elif spec.method == "lora":
-        weights = stats.total_params * prec.frozen_bytes + trainable * 4.0
-    else:  # qlora: linear layers in 4 bits, embeddings/lm_head/norms in 16-bit, adapters in fp32
-        quantized = stats.quantizable_params
-        weights = quantized * cal.qlora_bits_per_param / 8 + (stats.total_params - quantized) * 2.0 + trainable * 4.0
-    gradients = trainable * 4.0
-    optimizer = trainable * 8.0
-    tokens = spec.micro_batch_size * spec.seq_len
-    per_layer = stats.hidden_size * cal.activation_bytes_per_hidden * prec.activation_scale
-    if spec.gradient_checkpointing:  # one hidden state per layer boundary + one layer recomputed at a time
-        layer_bytes = stats.num_layers * stats.hidden_size * 2.0 * prec.activation_scale + per_layer
-    else:
-        layer_bytes = stats.num_layers * per_layer
-    logits = stats.vocab_size * 4.0 * cal.logits_copies
-    activations = tokens * (layer_bytes + logits)
-    subtotal = (weights + gradients + optimizer + activations) / GB
-    base = cal.cpu_process_gb + _dataset_host_gb(data) if gpu.name == "cpu" else cal.cuda_context_gb
-    return {
-        "weights_gb": weights / GB,
-        "gradients_gb": gradients / GB,
-        "optimizer_gb": optimizer / GB,
-        "activations_gb": activations / GB,
-        "overhead_gb": base + cal.fragmentation * subtotal,
-    }
-
-
-def model_load_gb(params: int, ckpt_dtype: str, load_dtype: str | None) -> float:
-    """Host RAM of from_pretrained once every weight has been read (by the load, `.to(device)` or a forward pass).
-
-    transformers 5 opens every safetensors shard with mmap at once and reads the weights tensor by tensor; the
-    pages it has read count in the process's RAM until loading ends. A weight loaded in the checkpoint's dtype is
-    a view on those pages (zero-copy); in another dtype it is a converted copy beside them. load_dtype None: the
-    weights go to the GPU as they are read (QLoRA's device_map), so only the pages count.
-    """
-    converted = 0.0 if load_dtype in (None, ckpt_dtype) else params * _DTYPE_BYTES[load_dtype]
-    return (params * _DTYPE_BYTES[ckpt_dtype] + converted) / GB
-
-
-def _host_ram_gb(
-    spec: TrainingSpec, stats: ModelStats, prec: _Precision, ckpt_dtype: str, data: DatasetStats, num_gpus: int
-) -> float:
-    """Peak host RAM of training on a GPU machine, all its processes together (torchrun runs one per GPU).
-
-    Each process: the cpu process baseline (imports, allocator; measured on cpu, so the CUDA runtime's own host
-    mappings are not in it), its copy of the dataset, and the model load, which is the peak: the script builds
-    the model on the host in its load dtype (fp32 for full fine-tuning, the compute dtype for LoRA's frozen
-    weights) and then moves it to the GPU.
-    """
-    if spec.method == "qlora":
-        load_dtype = None
-    else:
-        load_dtype = "float32" if spec.method == "full_finetune" else prec.frozen_dtype
-    loading = model_load_gb(stats.total_params, ckpt_dtype, load_dtype)
-    return num_gpus * (CALIBRATION.cpu_process_gb + _dataset_host_gb(data) + loading)
-
-
-def _eval_memory_gb(
-    spec: TrainingSpec, stats: ModelStats, trainable: int, ckpt_dtype: str, data: DatasetStats
-) -> float:
-    """Peak RAM of the eval phase: tools/evals/models.py in the aegis process, on the CPU of the machine that runs aegis.
-
-    It loads the tokenizer, the base model in fp32 and beside it the adapter (fp32) or, after a full fine-tune, the
-    trained model (saved in fp32, so zero-copy). Rows go through one at a time: the activation peak is the fp32
-    logits of the longest held-out row (assumed no longer than the training rows) and cross_entropy's log-softmax
-    of them. Generation keeps only the last token's logits; its KV cache is small beside them (in the process term).
-    """
-    cal = CALIBRATION
-    n = stats.total_params
-    fixed = cal.eval_process_gb + stats.vocab_size * cal.tokenizer_bytes_per_vocab / GB
-    loading = model_load_gb(n, ckpt_dtype, "float32")
-    trained = n * 4.0 if spec.method == "full_finetune" else trainable * 4.0
-    tokens = min(data.max_tokens_per_row, spec.seq_len)
-    logits = tokens * stats.vocab_size * 4.0 * cal.eval_logits_copies
-    return fixed + max(loading, (n * 4.0 + trained + logits) / GB)
 
 
 @dataclass(frozen=True)
@@ -241,7 +103,7 @@ def _schedule(spec: TrainingSpec, data: DatasetStats, num_gpus: int) -> _Schedul
 
 
 def _notes(
-    spec: TrainingSpec, gpu: GPU, data: DatasetStats, stats: ModelStats, plan: _Schedule, vram: float, speedup: float
+    spec: TrainingSpec, gpu: GPU, data: DatasetStats, stats: ModelStats, plan: _Schedule, vram: float
 ) -> list[str]:
     notes: list[str] = []
     if data.seq_len != spec.seq_len:
@@ -264,8 +126,20 @@ def _notes(
         notes.append("qlora needs bitsandbytes on a CUDA GPU; on cpu it cannot run as estimated")
     num_gpus = 1 if gpu.name == "cpu" else spec.num_gpus
     if num_gpus > 1:
-        notes.append(f"data parallel on {num_gpus} GPUs: memory is per GPU, time at {speedup:.2f}x one GPU")
+        how = (
+            "FSDP full shard: weights, gradients and optimizer states split"
+            if spec.sharding == "fsdp"
+            else ("data parallel: every GPU holds a full replica")
+        )
+        notes.append(f"{how} across {num_gpus} GPUs; memory is per GPU")
     return notes
+
+
+def _time_notes(time: _Time, measured: MeasuredTime | None) -> list[str]:
+    return [
+        f"time includes {time.startup:.0f} s startup (process start and model load)",
+        f"time per step {time.source}" if measured else "time modelled from FLOPs and calibrated constants",
+    ]
 
 
 @dataclass(frozen=True)
@@ -273,24 +147,71 @@ class _Time:
     flops: float
     tflops_effective: float
     utilisation: float
-    speedup: float
     startup: float
     seconds: float
+    step_seconds: float | None
+    source: str = "modelled"
+    measured_precision: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The CostBreakdown fields that say how long, and how that is known."""
+        return {
+            "estimated_seconds": self.seconds,
+            "flops": self.flops,
+            "tflops_effective": self.tflops_effective,
+            "utilisation": self.utilisation,
+            "step_seconds": self.step_seconds,
+            "time_source": self.source,
+            "measured_precision": self.measured_precision,
+        }
 
 
-def _time(spec: TrainingSpec, gpu: GPU, stats: ModelStats, trainable: int, prec: _Precision, plan: _Schedule) -> _Time:
-    """FLOPs of the planned steps and the held-out passes over an effective throughput, plus startup."""
+def _time(
+    spec: TrainingSpec,
+    gpu: GPU,
+    stats: ModelStats,
+    trainable: int,
+    prec: Precision,
+    plan: _Schedule,
+    measured: MeasuredTime | None,
+) -> _Time:
+    """Startup, the planned steps, and the held-out forward passes. GPUs: tools/plan/timing.py's step model.
+
+    cpu: FLOPs over the catalog's effective throughput, unless a probe of the real script measured the step.
+    """
     cal = CALIBRATION
-    num_gpus = 1 if gpu.name == "cpu" else spec.num_gpus
-    flops = _flops_per_token(spec, stats, trainable) * plan.processed_tokens
-    flops += 2.0 * stats.matmul_params * plan.eval_tokens
-    utilisation = cal.cpu_utilisation if gpu.name == "cpu" else cal.gpu_utilisation
-    speedup = 1.0 + cal.multi_gpu_efficiency * (num_gpus - 1)
-    slowdown = cal.qlora_slowdown if spec.method == "qlora" else 1.0
-    tflops_effective = gpu.bf16_tflops * utilisation * prec.throughput_factor * speedup / slowdown
     startup = startup_seconds(stats, gpu.name)
-    seconds = flops / (tflops_effective * 1e12) + startup
-    return _Time(flops, tflops_effective, utilisation, speedup, startup, seconds)
+    tokens = spec.micro_batch_size * spec.seq_len
+    eval_flops = 2.0 * stats.matmul_params * plan.eval_tokens
+    if measured is not None:
+        # The evals are forward passes, at the FLOP rate the measured steps reached.
+        step_flops = micro_flops(spec, stats, trainable) * spec.gradient_accumulation_steps
+        tflops = step_flops / measured.step_seconds / 1e12
+        running = plan.total_steps * measured.step_seconds + eval_flops / (tflops * 1e12)
+        flops = step_flops / spec.gradient_accumulation_steps / tokens * plan.processed_tokens + eval_flops
+        seconds = measured.startup_seconds + running
+        return _Time(
+            flops,
+            tflops,
+            1.0,
+            measured.startup_seconds,
+            seconds,
+            measured.step_seconds,
+            measured.source,
+            measured.precision,
+        )
+    if gpu.name == "cpu":
+        flops = micro_flops(spec, stats, trainable) / tokens * plan.processed_tokens + eval_flops
+        tflops = gpu.bf16_tflops * cal.cpu_utilisation * prec.throughput_factor
+        return _Time(flops, tflops, cal.cpu_utilisation, startup, flops / (tflops * 1e12) + startup, None)
+    num_gpus = spec.num_gpus
+    step = step_time(
+        spec, gpu, stats, trainable, throughput_factor=prec.throughput_factor, sharded=spec.sharding == "fsdp"
+    )
+    evals = eval_flops / num_gpus / (gpu.bf16_tflops * 1e12 * utilisation(tokens, stats.hidden_size))
+    running = plan.total_steps * step.seconds + evals
+    flops = step.flops * plan.total_steps * num_gpus + eval_flops
+    return _Time(flops, flops / running / 1e12 / num_gpus, step.utilisation, startup, running + startup, step.seconds)
 
 
 def estimate(
@@ -299,30 +220,33 @@ def estimate(
     *,
     dataset_stats: DatasetStats | None = None,
     model_config: Any = None,
+    kbit_upcast: bool = True,
+    measured: MeasuredTime | None = None,
 ) -> CostEstimate:
-    """Price the spec on a GPU (default: its target). Pure given dataset_stats and model_config; missing ones are read."""
+    """Price the spec on a GPU (default: its target). Pure given dataset_stats and model_config; missing ones are read.
+
+    kbit_upcast False: QLoRA as on a GPTQ checkpoint (the Qwen rows of bench/published.py), not our bitsandbytes.
+    measured: a probe's step and startup on the machine that will train (tools/run/probe.py), used over the model."""
     gpu_info = get_gpu(gpu or spec.target_gpu)
     config = model_config or load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
     data = dataset_stats or read_dataset_stats(spec)
     stats = model_stats(config, trust_remote_code=spec.trust_remote_code)
     trainable = _trainable(spec, config)
-    prec = _precision(spec, gpu_info)
+    prec = precision(spec, gpu_info)
     num_gpus = 1 if gpu_info.name == "cpu" else spec.num_gpus
     plan = _schedule(spec, data, num_gpus)
 
-    time = _time(spec, gpu_info, stats, trainable, prec, plan)
+    time = _time(spec, gpu_info, stats, trainable, prec, plan, measured)
 
-    memory = _memory_gb(spec, gpu_info, stats, trainable, prec, data)
+    memory = memory_gb(spec, gpu_info, stats, trainable, prec, data, kbit_upcast=kbit_upcast)
     vram = sum(memory.values())
-    ckpt_dtype = checkpoint_dtype(config)
-    notes = _notes(spec, gpu_info, data, stats, plan, vram, time.speedup)
-    notes.append(f"time includes {time.startup:.0f} s startup (process start and model load)")
+    notes = _notes(spec, gpu_info, data, stats, plan, vram) + _time_notes(time, measured)
+    host = vram if gpu_info.name == "cpu" else host_ram_gb(spec, stats, prec, checkpoint_dtype(config), data, num_gpus)
     breakdown = CostBreakdown(
         gpu=gpu_info.name,
         num_gpus=num_gpus,
         gpu_price_usd_per_sec=gpu_info.price_usd_per_sec,
         gpu_memory_gb=gpu_info.memory_gb,
-        estimated_seconds=time.seconds,
         effective_batch_size=plan.per_step,
         total_steps=plan.total_steps,
         dataset_rows=data.rows,
@@ -333,15 +257,13 @@ def estimate(
         tokenizer=data.tokenizer,
         total_params=stats.total_params,
         trainable_params=trainable,
-        flops=time.flops,
-        tflops_effective=time.tflops_effective,
-        utilisation=time.utilisation,
         fits=vram <= gpu_info.memory_gb,
-        dtype=f"nf4 + {prec.label}" if spec.method == "qlora" else prec.label,
+        dtype=("nf4 + " if spec.method == "qlora" else "") + prec.label,
         notes=notes,
-        host_ram_gb=vram if gpu_info.name == "cpu" else _host_ram_gb(spec, stats, prec, ckpt_dtype, data, num_gpus),
-        eval_memory_gb=_eval_memory_gb(spec, stats, trainable, ckpt_dtype, data),
+        host_ram_gb=host,
+        eval_memory_gb=eval_memory_gb(spec, stats, trainable, checkpoint_dtype(config), data),
         **memory,
+        **time.fields(),
     )
     return CostEstimate(
         estimated_cost_usd=time.seconds * gpu_info.price_usd_per_sec * num_gpus,

@@ -1,7 +1,7 @@
 """The cost optimizer: a deterministic search over the catalog and the spec's cheap levers.
 
-Levers, in the order a person would accept them: the GPU; gradient checkpointing, only where
-activations are what does not fit; qlora instead of lora/full, only where it unlocks a cheaper
+Levers, in the order a person would accept them: the GPU; with several GPUs, FSDP sharding, only where a full
+replica per GPU does not fit; gradient checkpointing, only where activations are what does not fit; qlora instead of lora/full, only where it unlocks a cheaper
 GPU and the run costs less there; a shorter seq_len, only where every row of the data still fits.
 Quality levers the person set (epochs, learning rate, batch) are never touched.
 """
@@ -31,6 +31,7 @@ class Candidate(BaseModel):
     method: str
     gradient_checkpointing: bool
     seq_len: int
+    sharding: str = "none"
     cost_usd: float
     vram_gb: float
     gpu_memory_gb: float
@@ -94,9 +95,12 @@ def optimize_spec(
 def _search(spec: TrainingSpec, stats: DatasetStats, config: Any) -> list[Scored]:
     """Every variant of the spec over the GPUs and levers, each with its estimate.
 
-    A checkpointed variant is tried only where the plain one does not fit, and only if the person did not set it.
+    A sharded (FSDP) and a checkpointed variant are tried only where the plain one does not fit, and only if the
+    person did not set them; qlora is never sharded.
     """
-    gpus = ["cpu"] if spec.target_gpu == "cpu" else [g for g in gpu_names() if g != "cpu"]
+    # Cloud GPUs are interchangeable for a price; a local card (no Modal name) is only the one the person has.
+    cloud = [g for g in gpu_names() if g != "cpu" and get_gpu(g).modal_name is not None]
+    gpus = ["cpu"] if spec.target_gpu == "cpu" else cloud if get_gpu(spec.target_gpu).modal_name else [spec.target_gpu]
     methods = [spec.method] + (["qlora"] if spec.method != "qlora" and spec.target_gpu != "cpu" else [])
     seqs = [spec.seq_len]
     if (shorter := shorter_seq_len(spec.seq_len, stats.max_tokens_per_row)) is not None:
@@ -108,6 +112,9 @@ def _search(spec: TrainingSpec, stats: DatasetStats, config: Any) -> list[Scored
                 plain = _variant(spec, gpu=gpu, method=method, seq_len=seq_len, gc=spec.gradient_checkpointing)
                 est = estimate(plain, dataset_stats=stats, model_config=config)
                 scored.append((plain, est))
+                if not est.fits and spec.num_gpus > 1 and plain.sharding == "none" and method != "qlora":
+                    sharded = parse_spec({**plain.model_dump(), "sharding": "fsdp"})
+                    scored.append((sharded, estimate(sharded, dataset_stats=stats, model_config=config)))
                 if not est.fits and not spec.gradient_checkpointing:
                     checkpointed = _variant(spec, gpu=gpu, method=method, seq_len=seq_len, gc=True)
                     scored.append((checkpointed, estimate(checkpointed, dataset_stats=stats, model_config=config)))
@@ -156,9 +163,10 @@ def _summary(
 
 
 def _variant(spec: TrainingSpec, *, gpu: str, method: str, seq_len: int, gc: bool) -> TrainingSpec:
-    return parse_spec(
-        {**spec.model_dump(), "target_gpu": gpu, "method": method, "seq_len": seq_len, "gradient_checkpointing": gc}
-    )
+    fields = {"target_gpu": gpu, "method": method, "seq_len": seq_len, "gradient_checkpointing": gc}
+    if method == "qlora":
+        fields["sharding"] = "none"  # 4-bit weights are not sharded
+    return parse_spec({**spec.model_dump(), **fields})
 
 
 def _quality_loss(original: TrainingSpec, candidate: TrainingSpec) -> int:
@@ -186,6 +194,7 @@ def _candidate(spec: TrainingSpec, est: CostEstimate, *, chosen: bool) -> Candid
         method=spec.method,
         gradient_checkpointing=spec.gradient_checkpointing,
         seq_len=spec.seq_len,
+        sharding=spec.sharding,
         cost_usd=est.estimated_cost_usd,
         vram_gb=est.estimated_vram_gb,
         gpu_memory_gb=est.cost_breakdown.gpu_memory_gb,

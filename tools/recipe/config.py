@@ -21,6 +21,10 @@ from tools.recipe.precision import PRECISIONS
 METHODS = ("full_finetune", "lora", "qlora")
 DEVICES = ("cpu", "cuda")
 LR_SCHEDULERS = ("linear", "cosine", "constant")
+# fsdp: each GPU holds a shard of the weights, gradients and optimizer states (torch FSDP, full shard).
+SHARDINGS = ("none", "fsdp")
+# The 8-bit AdamW of bitsandbytes (block-wise quantized moments), and its paged variant (states spill to host).
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 REQUIRED_KEYS = ("spec", "model_path", "dataset_path", "output_dir", "metrics_path", "device", "precision")
 
 
@@ -47,6 +51,8 @@ class RecipeSpec:
     lr_scheduler: str = "linear"
     warmup_steps: int = 0
     weight_decay: float = 0.0
+    sharding: str = "none"
+    optimizer: str = "adamw"
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ _SPEC_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_scheduler": (lambda v: v in LR_SCHEDULERS, f"one of {LR_SCHEDULERS}"),
     "warmup_steps": (_non_negative_int, "a non-negative integer"),
     "weight_decay": (_number_in(0.0, math.inf), "a non-negative finite number"),
+    "sharding": (lambda v: v in SHARDINGS, f"one of {SHARDINGS}"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
 }
 
 

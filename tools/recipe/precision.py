@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32", "bf16_pure")
 
 
 def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:

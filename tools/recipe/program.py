@@ -50,6 +50,7 @@ from tools.recipe.packing import (
     pack_examples,
 )
 from tools.recipe.precision import device_supports_bf16, resolve_precision
+from tools.recipe.sharding import full_state_dict, make_optimizer, shard_model
 
 
 def log(message: str) -> None:
@@ -70,6 +71,7 @@ class FineTuneRecipe:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.is_main = self.rank == 0
+        self.sharded = self.world_size > 1 and self.spec.sharding == "fsdp"
         self.global_step = 0
         self.epoch = 0
         self.tokens_seen = 0
@@ -138,10 +140,13 @@ class FineTuneRecipe:
         self.train_rows, self.eval_rows, self.dropped = self._load_data()
         self.train_batches = self._train_batches()
         self.model = self._load_model()
+        if self.sharded:  # before the optimizer: it must see the sharded parameters
+            self.model = shard_model(self.model, self.device)
+            log("FSDP full shard: no resumable checkpoints mid-run; the final model is gathered to rank 0")
         self._setup_optimizer()
         if self.cfg.resume_from:
             self._load_checkpoint(Path(self.cfg.resume_from))
-        if self.world_size > 1:
+        if self.world_size > 1 and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -200,6 +205,9 @@ class FineTuneRecipe:
         kwargs: dict[str, Any] = {"trust_remote_code": self.spec.trust_remote_code}
         if self.method == "qlora":
             kwargs.update(self._qlora_kwargs())
+        elif self.precision == "bf16_pure":
+            # Weights, gradients and optimizer states in bf16, no fp32 master copy: half the memory, less exact.
+            kwargs["dtype"] = torch.bfloat16
         elif self.method == "lora" and self.amp_dtype is not None:
             # Frozen base weights are only read: keep them in the compute dtype to halve their memory.
             kwargs["dtype"] = self.amp_dtype
@@ -323,7 +331,9 @@ class FineTuneRecipe:
         total = self.steps_per_epoch * self.spec.num_epochs
         self.total_steps = min(total, self.cfg.max_steps) if self.cfg.max_steps else total
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=self.spec.learning_rate, weight_decay=self.spec.weight_decay)
+        self.optimizer = make_optimizer(
+            self.spec.optimizer, params, lr=self.spec.learning_rate, weight_decay=self.spec.weight_decay
+        )
         self.scheduler = get_scheduler(
             self.spec.lr_scheduler,
             self.optimizer,
@@ -473,6 +483,8 @@ class FineTuneRecipe:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        if self.sharded:  # FSDP2's norm is a DTensor over every rank's shard
+            grad_norm = grad_norm.full_tensor()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -523,7 +535,7 @@ class FineTuneRecipe:
         """Trainable weights + optimizer + schedule + step: enough to resume without starting again."""
         import torch
 
-        if not self.is_main:
+        if not self.is_main or self.sharded:
             return
         root = self.output_dir / "checkpoints"
         folder = root / f"step-{self.global_step}"
@@ -604,10 +616,11 @@ class FineTuneRecipe:
 
     def save_checkpoint(self) -> None:
         """The adapter (LoRA) or the full model, with the tokenizer, in output_dir/final/; then result.json."""
+        state = full_state_dict(self.model) if self.sharded else None  # a collective: every rank takes part
         if not self.is_main:
             return
         final = self.output_dir / "final"
-        self._unwrapped().save_pretrained(final)
+        self._unwrapped().save_pretrained(final, state_dict=state)
         self.tokenizer.save_pretrained(final)
         duration = time.monotonic() - self.started
         result = {

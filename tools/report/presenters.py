@@ -49,7 +49,8 @@ def format_estimate_table(estimate: CostEstimate, policy: BudgetPolicy | None = 
         table.add_row("Hard limit", usd(policy.max_budget_usd))
         over = estimate.estimated_cost_usd > policy.max_budget_usd
         table.add_row("Within hard limit", "[red]no[/red]" if over else "yes")
-    table.add_row("Time", _duration(estimate.estimated_duration_min))
+    source = "measured" if b.time_source.startswith("measured") else "modelled"
+    table.add_row("Time", f"{_duration(estimate.estimated_duration_min)} ({source})")
     table.add_row("Price", f"${b.gpu_price_usd_per_sec * 3600:.2f}/h per GPU")
     parts = (
         f"weights {b.weights_gb:.2f} + grads {b.gradients_gb:.2f} + optimizer {b.optimizer_gb:.2f} "

@@ -24,16 +24,27 @@ from tools.core.catalog import get_gpu
 from tools.core.errors import AegisError
 from tools.core.paths import TEMPLATES_DIR
 from tools.core.spec import Precision, TrainingSpec
-from tools.recipe.precision import cpu_supports_bf16, resolve_precision
+from tools.recipe.precision import PRECISIONS, cpu_supports_bf16, resolve_precision
 
 TEMPLATE_NAME = "train.py.j2"
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipe"
 RECIPE_PACKAGE = "tools.recipe"
 # The script's sections, each after the modules it imports from (render checks it).
-RECIPE_MODULES = ("exits", "precision", "formatting", "config", "data", "lora", "packing", "checkpoint", "program")
+RECIPE_MODULES = (
+    "exits",
+    "precision",
+    "formatting",
+    "config",
+    "data",
+    "lora",
+    "packing",
+    "checkpoint",
+    "sharding",
+    "program",
+)
 # The only run-time knobs a caller may add beside the spec. Closed on purpose: a knob that fakes
 # a failure (say, "nan_after_step") has no place in a script that runs on real money.
-EXTRA_KEYS = ("max_steps", "checkpoint_every", "resume_from")
+EXTRA_KEYS = ("max_steps", "checkpoint_every", "resume_from", "precision")
 
 
 class RenderedScript(BaseModel):
@@ -178,6 +189,10 @@ def _check_extra(extra: dict[str, Any]) -> dict[str, Any]:
             raise AegisError(f"run option 'resume_from': '{resume}' is not a checkpoint folder (no state.json)")
         resume = str(folder)
     checked["resume_from"] = resume
+    precision = extra.get("precision")
+    if precision is not None and precision not in PRECISIONS[1:]:
+        raise AegisError(f"run option 'precision' must be one of {', '.join(PRECISIONS[1:])}, got {precision!r}")
+    checked["precision"] = precision
     return checked
 
 
@@ -205,7 +220,7 @@ def render_script(
         "output_dir": str(workdir / "output"),
         "metrics_path": str(workdir / "metrics.jsonl"),
         "device": device,
-        "precision": decide_precision(spec, device),
+        "precision": options["precision"] or decide_precision(spec, device),
         "max_steps": options["max_steps"] if options["max_steps"] is not None else spec.max_steps,
         "checkpoint_every": options["checkpoint_every"],
         "resume_from": options["resume_from"],

@@ -1,0 +1,172 @@
+"""Measure what a formula cannot know: a few real steps of the rendered script on the real model, on this CPU.
+
+A CPU's speed depends on its instruction set, its caches, its cores and the other load on it: the catalog's
+one figure was measured on another CPU, and whether bf16 or fp32 runs faster differs from one CPU to the next
+(1.66x either way between two machines this project ran on). So before a CPU run is estimated, the real script
+trains ``PROBE_STEPS`` steps of one micro-batch on the real model and data; with ``precision: auto`` in each
+precision this CPU can run, and the faster one is kept. The result is cached per machine, model and shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from tools.core.errors import AegisError
+from tools.core.measured import MeasuredTime
+from tools.core.paths import aegis_home
+from tools.core.settings import settings
+from tools.core.spec import TrainingSpec
+from tools.inputs.local_models import resolve_model
+from tools.inputs.prepared import PreparedData
+from tools.recipe.precision import cpu_supports_bf16
+from tools.run.local import available_cores, run_local
+from tools.run.render import render_script, render_source
+
+PROBE_STEPS = 4  # the first is warm-up (allocations, lazy kernels); the other three are timed
+PROBE_TIMEOUT_S = 300.0
+
+
+class ProbeRun(BaseModel):
+    """One precision's measurement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    precision: str
+    micro_seconds: float
+    startup_seconds: float
+    tokens_per_s: float
+
+
+def machine_id() -> str:
+    """The CPU model, the cores this process may use and torch's version: what a CPU measurement depends on."""
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model or 'unknown CPU'}, {available_cores()} cores, torch {torch.__version__}"
+
+
+def candidate_precisions(spec: TrainingSpec) -> list[str]:
+    """auto: fp32, and bf16 where this CPU has native bf16 instructions; otherwise what the person asked for."""
+    if spec.precision != "auto":
+        return [spec.precision]
+    return ["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"]
+
+
+def _probe_key(spec: TrainingSpec, data: PreparedData, model_path: str) -> str:
+    shape = spec.model_dump(
+        mode="json",
+        include={
+            "model_name",
+            "method",
+            "micro_batch_size",
+            "seq_len",
+            "packing",
+            "gradient_checkpointing",
+            "lora_r",
+            "lora_target_modules",
+            "precision",
+            "dataset_format",
+        },
+    )
+    material = {
+        "machine": machine_id(),
+        "script": hashlib.sha256(render_source().encode()).hexdigest(),
+        "model": model_path,
+        "shape": shape,
+        # Padded rows take as long as they are long; packed ones always fill seq_len.
+        "data": None if spec.packing else data.digest,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _probe_one(spec: TrainingSpec, data: PreparedData, model_path: str, workdir: Path, precision: str) -> ProbeRun:
+    """PROBE_STEPS steps of one micro-batch each, no evals: the micro-batch's seconds and the fixed start."""
+    probe_spec = spec.model_copy(update={"gradient_accumulation_steps": 1, "eval_split": 0.0})
+    rendered = render_script(
+        probe_spec,
+        workdir,
+        model_path=model_path,
+        dataset_path=Path(data.train_copy),
+        eval_dataset_path=None,
+        device="cpu",
+        extra={"max_steps": PROBE_STEPS, "precision": precision},
+    )
+    result = run_local(probe_spec, workdir, rendered, timeout_s=PROBE_TIMEOUT_S, memory_limit_mb=None)
+    records = _records(rendered.metrics_path)
+    elapsed = [r["elapsed_s"] for r in records if r.get("type") == "step"]
+    end = next((r for r in records if r.get("type") == "end"), None)
+    if result.status != "succeeded" or len(elapsed) < 2 or end is None:
+        raise AegisError(f"the probe run failed ({result.failure_class}): {result.error_message or 'no error text'}")
+    micro = statistics.median(b - a for a, b in zip(elapsed, elapsed[1:], strict=False))
+    return ProbeRun(
+        precision=precision,
+        micro_seconds=micro,
+        startup_seconds=max(result.duration_s - float(end["train_seconds"]), 0.0),
+        tokens_per_s=float(end.get("tokens_per_s") or 0.0),
+    )
+
+
+def _records(path: Path) -> list[dict]:
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _cache_dir() -> Path:
+    """Beside the pre-flight results: like them, a measurement of this machine that stays true until it changes."""
+    return (settings().preflight_cache or aegis_home() / "preflight").expanduser() / "probes"
+
+
+def probe_cpu(spec: TrainingSpec, data: PreparedData, workdir: Path) -> MeasuredTime:
+    """The measured step and startup of this spec on this CPU, in the faster precision; cached.
+
+    Raises AegisError when the real model cannot run here; the caller then falls back to the modelled time.
+    """
+    model_path = resolve_model(spec.model_name).path
+    key = _probe_key(spec, data, model_path)
+    cache = _cache_dir() / f"{key}.json"
+    if cache.is_file():
+        try:
+            cached = MeasuredTime.model_validate_json(cache.read_text(encoding="utf-8"))
+            return cached.model_copy(update={"took_seconds": 0.0})  # nothing ran this time
+        except ValueError:
+            cache.unlink(missing_ok=True)  # a torn or foreign file: measure again
+    started = time.monotonic()
+    runs = [_probe_one(spec, data, model_path, workdir / p, p) for p in candidate_precisions(spec)]
+    best = min(runs, key=lambda r: r.micro_seconds)
+    compared = ", ".join(f"{r.precision} {r.micro_seconds:.2f} s" for r in runs)
+    source = (
+        f"measured: {PROBE_STEPS} steps of the real script on this CPU ({machine_id()}), one micro-batch "
+        f"{compared}; {dt.date.today().isoformat()}"
+    )
+    measured = MeasuredTime(
+        step_seconds=best.micro_seconds * spec.gradient_accumulation_steps,
+        startup_seconds=best.startup_seconds,
+        precision=best.precision,
+        source=source,
+        took_seconds=time.monotonic() - started,
+    )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(measured.model_dump_json(), encoding="utf-8")
+    tmp.replace(cache)  # whole or absent: a crash never leaves a torn cache entry
+    return measured
