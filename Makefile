@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_REQUEST := LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl for 2 epochs with batch size 2, learning rate 1e-3, seq_len 256, on cpu
 
-.PHONY: demo test install lint clean chromium
+.PHONY: demo demo-check test install lint clean chromium
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/aegis run "$(DEMO_REQUEST)" --yes
+
+# After `make demo`: generate, export --merge, runs / compare, MLflow per step and eval time, on the demo's run.
+demo-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -s -m slow tests/use/test_demo_run.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,13 +10,14 @@ from inspect import signature
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolCall, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer, Send
 
-from agent.intake import SpecRequest, build_spec, merge_request
-from agent.offline_model import SPEC_PARSED
+from agent.extraction import extract_request, next_message
+from agent.intake import SpecRequest, build_spec, merge_request, not_understood_question, said, sources_text
+from agent.offline_model import SPEC_PARSED, OfflinePlanner
 from agent.state import AgentState
 from agent.tools import TOOLS
 from tools.core.errors import AegisError
@@ -31,6 +32,7 @@ from tools.policy.records import Lifecycle
 from tools.policy.store import SpendStore
 
 STOPPED = "Stopped on request: nothing more will be started. The report says what ran and what it cost."
+NOTE = "aegis_note"  # a word to the person that does not end the turn
 
 
 def system_prompt(executor: str) -> str:
@@ -40,24 +42,24 @@ def system_prompt(executor: str) -> str:
 
 def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, executor: str = "local") -> Any:
     extraction = (PROMPTS_DIR / "extraction.md").read_text(encoding="utf-8")
-    structured = model.with_structured_output(SpecRequest)
     # One tool call at a time: asked of the model where it can be, and enforced by the graph (route_*) anyway.
     serial = {"parallel_tool_calls": False} if "parallel_tool_calls" in signature(model.bind_tools).parameters else {}
     with_tools = model.bind_tools(TOOLS, **serial)
+    fallback = OfflinePlanner(executor=executor).bind_tools(TOOLS)  # the standard plan, when the model cannot
+    tool_names = {t.name for t in TOOLS}
     prompt = system_prompt(executor)
 
     def intake(state: AgentState) -> dict[str, Any]:
         human = next((m for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), None)
         if human is None:
             return {}
-        request = structured.invoke([SystemMessage(extraction), HumanMessage(str(human.content))])
-        return read_request(state, request if isinstance(request, SpecRequest) else SpecRequest.model_validate(request))
+        request, note = extract_request(model, extraction, str(human.content))
+        return read_request(state, request, note)
 
     def agent(state: AgentState) -> dict[str, Any]:
         if stop_requested(state.get("thread_id")):
             return {"messages": [AIMessage(STOPPED)]}
-        response = with_tools.invoke([SystemMessage(prompt), *state["messages"]])
-        return {"messages": [response]}
+        return {"messages": [next_message(with_tools, fallback, prompt, state["messages"], tool_names)]}
 
     graph = StateGraph(AgentState)
     graph.add_node("intake", intake)
@@ -72,14 +74,19 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, exec
     return graph.compile(checkpointer=checkpointer, name="aegis-agent")
 
 
-def read_request(state: AgentState, request: SpecRequest) -> dict[str, Any]:
-    """The intake's update: the merged draft, and the job with its spec set, or a question back in plain words."""
-    if not request.model_dump(exclude_none=True) and state.get("job"):
-        return {}
+def read_request(state: AgentState, request: SpecRequest, note: str | None = None) -> dict[str, Any]:
+    """The intake's update: the merged draft, and the job with its spec set, or a question back in plain words.
+
+    Anything the request did not understand is asked about first: no spec is built on a guess.
+    """
     draft = merge_request(state.get("spec_draft") or {}, request)
+    if request.not_understood:
+        return {"spec_draft": draft, "messages": [AIMessage(_with_note(note, not_understood_question(request, draft)))]}
+    if not said(request) and state.get("job"):
+        return {"messages": [AIMessage(note, additional_kwargs={NOTE: True})]} if note else {}
     spec, problem = build_spec(draft)
     if spec is None:
-        return {"spec_draft": draft, "messages": [AIMessage(problem or "Please describe the job.")]}
+        return {"spec_draft": draft, "messages": [AIMessage(_with_note(note, problem or "Please describe the job."))]}
     try:
         resolve_dataset_path(spec.dataset_path)
         if spec.eval_dataset_path:
@@ -88,19 +95,26 @@ def read_request(state: AgentState, request: SpecRequest) -> dict[str, Any]:
         return {"spec_draft": draft, "messages": [AIMessage(f"I can't use that data: {exc}.")]}
     job = set_spec(_job_for(state, draft), spec, source="request")
     shown = spec.model_dump(mode="json", exclude_defaults=False)
-    note = ""
+    budget = ""
     if draft.get("max_budget_usd") is not None:
-        note = f"\nBudget for this run: hard limit {usd(job.policy.max_budget_usd)} (a request can only lower it)."
-    message = AIMessage(
-        f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```{note}",
-        additional_kwargs={SPEC_PARSED: True},
+        budget = f"\nBudget for this run: hard limit {usd(job.policy.max_budget_usd)} (a request can only lower it)."
+    text = (
+        f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```"
+        f"\n{sources_text(spec, draft)}{budget}"
     )
+    message = AIMessage(_with_note(note, text), additional_kwargs={SPEC_PARSED: True})
     return {"spec_draft": draft, "job": job.model_dump(mode="json"), "messages": [message]}
+
+
+def _with_note(note: str | None, text: str) -> str:
+    return f"{note}\n\n{text}" if note else text
 
 
 def route_intake(state: AgentState) -> Literal["agent", "__end__"]:
     last = state["messages"][-1]
-    if isinstance(last, AIMessage) and not last.additional_kwargs.get(SPEC_PARSED):
+    if isinstance(last, AIMessage) and not (
+        last.additional_kwargs.get(SPEC_PARSED) or last.additional_kwargs.get(NOTE)
+    ):
         return END
     return "agent" if state.get("job") else END
 

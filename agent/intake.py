@@ -1,20 +1,26 @@
-"""From a person's words to a validated TrainingSpec: the request schema, the rule parser, the merge.
+"""From a person's words to a validated TrainingSpec: the request schema, the merge, and what came from whom.
 
 The chat model fills ``SpecRequest`` through structured output; the offline planner fills it with
-``parse_request``. Either way the result is merged with what earlier turns said and validated by
-``TrainingSpec``; what is missing or wrong comes back as a question in plain words.
+``parse_request`` (``agent.request_rules``). Either way the request names what it did not understand
+(``not_understood``), and anything there is asked about before a spec is built: nothing unsaid or
+misread is quietly replaced by a default. What was said is merged with earlier turns and validated by
+``TrainingSpec``; what is missing or wrong comes back as a question in plain words. A spec shown to the
+person says which fields they set and which are defaults (``field_sources``).
 """
 
 from __future__ import annotations
 
-import re
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.request_rules import read_request
 from tools.core.catalog import gpu_names
-from tools.core.errors import SpecError
+from tools.core.errors import AegisError, SpecError
 from tools.core.spec import TrainingSpec, parse_spec
+from tools.inputs.hub_data import ensure_dataset
+from tools.inputs.model_config import check_seq_len, known_config
 from tools.inputs.model_defaults import recipe_defaults
 
 
@@ -25,7 +31,9 @@ class SpecRequest(BaseModel):
 
     method: str | None = Field(default=None, description="lora, qlora or full_finetune")
     model_name: str | None = Field(default=None, description="Hugging Face id or local:NAME")
-    dataset_path: str | None = Field(default=None, description="training data file path, exactly as written")
+    dataset_path: str | None = Field(
+        default=None, description="training data: a file or folder path exactly as written, or hf:OWNER/NAME"
+    )
     eval_dataset_path: str | None = Field(default=None, description="held-out data file path, if given")
     num_epochs: int | None = None
     max_steps: int | None = None
@@ -38,149 +46,126 @@ class SpecRequest(BaseModel):
     )
     num_gpus: int | None = None
     lora_r: int | None = None
+    lora_alpha: int | None = None
+    warmup_steps: int | None = None
     gradient_checkpointing: bool | None = None
     max_budget_usd: float | None = Field(default=None, description="only when the person asks to keep cost under X")
+    not_understood: list[str] = Field(
+        default_factory=list,
+        description="every part of the request that maps to no field above (an unknown GPU or accelerator, a "
+        "number with a unit you cannot place, words you cannot read, a model you cannot name): quote it",
+    )
+
+
+class Source(StrEnum):
+    """Where a field of a spec shown to the person came from."""
+
+    PERSON = "you"
+    DEFAULT = "default"
+    CHANGED = "changed by Aegis"
 
 
 SPEC_FIELDS = set(TrainingSpec.model_fields)
-_MODEL_ALIASES = {
-    "smollm2": "local:smollm2-135m-instruct",
-    "smollm": "local:smollm2-135m-instruct",
-    "tiny-llama": "local:tiny-llama",
-    "tinyllama": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
-    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
-    "llama 2 7b": "meta-llama/Llama-2-7b-hf",
-    "llama-3-8b": "meta-llama/Meta-Llama-3-8B",
-    "llama 3 8b": "meta-llama/Meta-Llama-3-8B",
-    "mistral-7b": "mistralai/Mistral-7B-v0.1",
-    "mistral 7b": "mistralai/Mistral-7B-v0.1",
-    "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B",
-    "gpt2": "gpt2",
-    "gpt-2": "gpt2",
+REQUEST_FIELDS = set(SpecRequest.model_fields) - {"not_understood"}
+NEEDS = {
+    "dataset_path": "which dataset to train on (a file or folder, for example data/sample.jsonl)",
+    "model_name": "which model to fine-tune (for example local:smollm2-135m-instruct)",
 }
-_NUM = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"
-_PATH = r"((?:[\w./~-]+/)?[\w.-]+\.(?:jsonl|json|csv|parquet)\b|(?<!\S)(?:\.\./|/)[\w./-]+)"
 
 
 def parse_request(text: str) -> SpecRequest:
     """Rule-based intent parsing for the offline planner. Deterministic; unsaid fields stay None."""
-    t = " ".join(text.split())
-    low = t.lower()
-    out: dict[str, Any] = {}
-    for read in (_method, _model, _data, _numbers, _gpu, _budget):
-        read(t, low, out)
-    return SpecRequest.model_validate(out)
+    fields, unknown = read_request(text)
+    return SpecRequest.model_validate({**fields, "not_understood": unknown})
 
 
-def _method(t: str, low: str, out: dict[str, Any]) -> None:
-    if re.search(r"\bq-?lora\b|4-?bit", low):
-        out["method"] = "qlora"
-    elif re.search(r"\blora\b|adapter", low):
-        out["method"] = "lora"
-    elif re.search(r"full[ -]?fine[ -]?tun|full[ -]?finetun|full parameter", low):
-        out["method"] = "full_finetune"
-
-
-def _model(t: str, low: str, out: dict[str, Any]) -> None:
-    if m := re.search(r"\b(local:[\w.-]+)", t):
-        out["model_name"] = m.group(1)
-    elif m := re.search(r"\b([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)\b(?<!\.jsonl)(?<!\.json)(?<!\.csv)(?<!\.parquet)", t):
-        if not re.search(r"\.(jsonl|json|csv|parquet)$", m.group(1)) and "data/" not in m.group(1):
-            out["model_name"] = m.group(1)
-    if "model_name" not in out:
-        for alias, name in _MODEL_ALIASES.items():
-            if re.search(rf"(?<![\w-]){re.escape(alias)}(?![\w-])", low):
-                out["model_name"] = name
-                break
-
-
-def _data(t: str, low: str, out: dict[str, Any]) -> None:
-    if m := re.search(
-        rf"(?:eval(?:uation)? (?:data|set|dataset|file)|held[- ]out(?: data| set)?)\s*(?:in|at|from|=|:)?\s*{_PATH}",
-        t,
-        re.I,
-    ):
-        out["eval_dataset_path"] = m.group(1)
-    paths = [p for p in re.findall(_PATH, t) if p != out.get("eval_dataset_path")]
-    if paths:
-        out["dataset_path"] = paths[0]
-
-
-def _numbers(t: str, low: str, out: dict[str, Any]) -> None:
-    if m := re.search(rf"{_NUM}\s*epochs?\b", low):
-        out["num_epochs"] = int(float(m.group(1)))
-    elif re.search(r"\b(one|an?) epoch\b", low):
-        out["num_epochs"] = 1
-    if m := re.search(r"(?:for|max(?:imum)?|at most)\s*(\d+)\s*(?:training )?steps\b", low):
-        out["max_steps"] = int(m.group(1))
-    if m := re.search(r"(?:micro[- ]?)?batch(?:[- ]size)?\s*(?:of|=|:)?\s*(\d+)", low):
-        out["micro_batch_size"] = int(m.group(1))
-    if m := re.search(r"(?:gradient accumulation|grad(?:ient)? acc(?:um)?)\s*(?:of|=|:)?\s*(\d+)", low):
-        out["gradient_accumulation_steps"] = int(m.group(1))
-    if m := re.search(rf"(?:learning rate|lr)\s*(?:of|=|:)?\s*{_NUM}", low):
-        out["learning_rate"] = float(m.group(1))
-    if m := re.search(r"(?:seq(?:uence)?[_ -]?len(?:gth)?|context(?: length)?|max length)\s*(?:of|=|:)?\s*(\d+)", low):
-        out["seq_len"] = int(m.group(1))
-    if m := re.search(r"(?:rank|lora[_ ]r|\br)\s*(?:of|=|:)?\s*(\d+)\b", low):
-        out["lora_r"] = int(m.group(1))
-    if re.search(r"gradient checkpointing|activation checkpointing", low):
-        out["gradient_checkpointing"] = not re.search(
-            r"(?:no|without|disable) (?:gradient|activation) checkpointing", low
-        )
-
-
-def _gpu(t: str, low: str, out: dict[str, Any]) -> None:
-    gpus = sorted(gpu_names(), key=len, reverse=True)
-    gpu_re = "|".join(re.escape(g) for g in gpus) + r"|a100"
-    if m := re.search(rf"(\d+)\s*(?:x|×)\s*({gpu_re})\b|\b(\d+)\s+({gpu_re})s?\b", low):
-        count, gpu = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        out["num_gpus"], out["target_gpu"] = int(count), gpu
-    elif m := re.search(rf"(?<![\w-])({gpu_re})(?![\w-])", low):
-        out["target_gpu"] = m.group(1)
-    elif m := re.search(r"\bon (?:an? |the |\d+ ?x ?)?([a-z][\w.-]*)\s+gpus?\b", low):
-        out["target_gpu"] = m.group(1)  # an unknown GPU is kept, so validation names it instead of a default
-    if out.get("target_gpu") == "a100":
-        out["target_gpu"] = "a100-40gb"
-
-
-def _budget(t: str, low: str, out: dict[str, Any]) -> None:
-    if m := re.search(
-        r"(?:under|below|less than|at most|max(?:imum)?|budget(?: of)?|cap(?: it)? at|no more than)\s*\$\s*(\d+(?:\.\d+)?)",
-        low,
-    ):
-        out["max_budget_usd"] = float(m.group(1))
-    elif m := re.search(r"(?:under|below|less than|at most|budget of)\s*(\d+(?:\.\d+)?)\s*(?:usd|dollars?)", low):
-        out["max_budget_usd"] = float(m.group(1))
+def said(request: SpecRequest) -> dict[str, Any]:
+    """The fields a request sets (what it did not understand is not a field)."""
+    return request.model_dump(exclude_none=True, include=REQUEST_FIELDS)
 
 
 def merge_request(draft: dict[str, Any], request: SpecRequest) -> dict[str, Any]:
     """Later turns override earlier ones, field by field; unsaid fields keep what was said before."""
-    merged = dict(draft)
-    merged.update({k: v for k, v in request.model_dump().items() if v is not None})
-    return merged
+    return {**draft, **said(request)}
+
+
+def not_understood_question(request: SpecRequest, draft: dict[str, Any]) -> str:
+    """What the person is asked when part of their request maps to no field: each part named, nothing defaulted."""
+    lines = "\n".join(f"- {item}" for item in request.not_understood)
+    accelerator = any("accelerator" in item or "GPU" in item for item in request.not_understood)
+    catalog = f"\nThe GPUs I can price: {', '.join(gpu_names())} (cpu is this machine)." if accelerator else ""
+    understood = ", ".join(f"{k} {v}" for k, v in draft.items() if v is not None)
+    so_far = f"\nWhat I did understand: {understood}." if understood else ""
+    return (
+        "I did not understand every part of your request, so I have not estimated or started anything:\n"
+        f"{lines}{catalog}{so_far}\nPlease say those parts again in other words (in English, with units like "
+        '"2 epochs", "batch size 8", "seq_len 512", "on an l4"), or say "go ahead" to use the defaults for them.'
+    )
 
 
 def build_spec(draft: dict[str, Any]) -> tuple[TrainingSpec | None, str | None]:
     """A validated spec, or a question/explanation for the person naming what is missing or wrong."""
-    missing = [
-        name
-        for name, hint in (
-            ("dataset_path", "which dataset file to train on (e.g. data/sample.jsonl)"),
-            ("model_name", "which model to fine-tune (e.g. local:tiny-llama)"),
-        )
-        if not draft.get(name)
-    ]
+    missing = [name for name in NEEDS if not draft.get(name)]
     if missing:
-        needs = {
-            "dataset_path": "which dataset file to train on (for example data/sample.jsonl)",
-            "model_name": "which model to fine-tune (for example local:smollm2-135m-instruct)",
-        }
-        asks = " and ".join(needs[name] for name in missing)
+        asks = " and ".join(NEEDS[name] for name in missing)
         return None, f"Before I can estimate anything I need to know {asks}."
     fields = recipe_defaults(draft["model_name"])
     fields.update({k: v for k, v in draft.items() if k in SPEC_FIELDS and v is not None})
     try:
-        return parse_spec(fields), None
+        spec = parse_spec(fields)
+        check_model(spec)
     except SpecError as exc:
         lines = "\n".join(f"- {p}" for p in exc.problems)
         return None, f"I could not build a valid training spec from that:\n{lines}\nPlease correct it and ask again."
+    except AegisError as exc:
+        return None, f"I can't use that: {exc}."
+    return spec, None
+
+
+def check_model(spec: TrainingSpec) -> None:
+    """What can be checked before estimating: the data can be had, and seq_len fits the model's positions.
+
+    A model whose config is not on this machine is left to the estimate, which names it.
+    """
+    ensure_dataset(spec.dataset_path)
+    if spec.eval_dataset_path:
+        ensure_dataset(spec.eval_dataset_path)
+    config = known_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
+    if config is not None:
+        check_seq_len(spec.model_name, spec.seq_len, config)
+
+
+def field_sources(spec: TrainingSpec, draft: dict[str, Any]) -> dict[str, Source]:
+    """Each field of the spec: set by the person, a default (TrainingSpec's or the model's recipe), or changed
+    by Aegis since (the optimizer, a healing rule) from what the person said or the default."""
+    defaults = {name: info.default for name, info in TrainingSpec.model_fields.items()}
+    defaults |= recipe_defaults(spec.model_name)
+    sources = {}
+    for name, value in spec.model_dump().items():
+        if name in draft and draft[name] is not None:
+            sources[name] = Source.PERSON if _same(draft[name], value) else Source.CHANGED
+        else:
+            sources[name] = Source.DEFAULT if _same(defaults.get(name), value) else Source.CHANGED
+    return sources
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip().lower() == b.strip().lower()
+    return bool(a == b)
+
+
+def sources_text(spec: TrainingSpec, draft: dict[str, Any]) -> str:
+    """Which fields the person set and which are defaults, as lines a person reads under the spec."""
+    sources = field_sources(spec, draft)
+    values = spec.model_dump(mode="json")
+    lines = []
+    for source, title in (
+        (Source.PERSON, "From you"),
+        (Source.CHANGED, "Changed by Aegis"),
+        (Source.DEFAULT, "Defaults (not said; tell me to change any)"),
+    ):
+        named = [f"{k}={values[k]}" for k, v in sources.items() if v == source]
+        if named:
+            lines.append(f"**{title}:** {', '.join(named)}")
+    return "\n".join(lines)

@@ -52,10 +52,13 @@ class OfflinePlanner(BaseChatModel):
         names = [convert_to_openai_tool(t)["function"]["name"] for t in tools]
         return self.model_copy(update={"bound_tools": names})
 
-    def with_structured_output(self, schema: Any, **kwargs: Any) -> Runnable:
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Runnable:
         def parse(value: Any) -> Any:
             request = parse_request(_last_human_text(value))
-            return schema.model_validate(request.model_dump()) if isinstance(schema, type) else request.model_dump()
+            parsed = schema.model_validate(request.model_dump()) if isinstance(schema, type) else request.model_dump()
+            if include_raw:
+                return {"raw": AIMessage(request.model_dump_json()), "parsed": parsed, "parsing_error": None}
+            return parsed
 
         return RunnableLambda(parse, name="OfflinePlannerStructuredOutput")
 
@@ -170,6 +173,8 @@ def _line(r: ToolResult) -> str | None:
         return _estimate_line(r)
     if isinstance(r, ApprovalResult):
         who = f" by {r.decided_by}" if r.decided_by else ""
+        if r.offer is not None:  # the table was shown with the approval; the account names the offer
+            return f"Gate: refused as asked ({r.offer.refused_because}); the optimizer proposed {r.offer.summary}"
         return f"Gate: {r.status}{who} — {r.message}"
     if isinstance(r, RunResult):
         return _run_line(r)

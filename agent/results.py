@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from agent.approval import OptimizationOffer
 from tools.core.spec import EvalCheck, TrainingSpec
 from tools.core.status import AttemptStatus, FailureClass
 from tools.job.state import JobState
@@ -200,6 +201,7 @@ class ApprovalResult(ToolResult):
     tool: Literal[ToolName.REQUEST_APPROVAL] = ToolName.REQUEST_APPROVAL
     decided_by: str | None = None
     estimate: EstimateFacts | None = Field(default=None, description="The cheaper spec, when asked to optimize.")
+    offer: OptimizationOffer | None = Field(default=None, description="The optimizer's offer, when refused as asked.")
 
 
 class RenderResult(ToolResult):

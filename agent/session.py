@@ -177,6 +177,12 @@ class AgentSession:
         raw = self._state(check_thread_id(thread_id)).values.get("job")
         return JobState.model_validate(raw) if raw else None
 
+    def transcript(self, thread_id: str) -> list[tuple[str, str]]:
+        """The thread's conversation as (who, text): the person's messages and the agent's replies, in order."""
+        messages = self._state(check_thread_id(thread_id)).values.get("messages", [])
+        kept = [m for m in messages if isinstance(m, HumanMessage | AIMessage) and m.content]
+        return [("user" if isinstance(m, HumanMessage) else "assistant", str(m.content)) for m in kept]
+
     def _state(self, thread_id: str) -> Any:
         try:
             return self.graph.get_state(self._config(thread_id))

@@ -23,6 +23,8 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command, interrupt
 
 from agent.approval import ApprovalAnswer, ApprovalRequest
+from agent.intake import field_sources
+from agent.offers import offer_for, offer_optimization
 from agent.results import (
     ApprovalResult,
     AttemptFacts,
@@ -173,8 +175,8 @@ def _worst_case(job: JobState) -> dict[str, Any]:
     }
 
 
-def approval_request(job: JobState) -> ApprovalRequest:
-    """What a person is shown at the gate for this job's spec and estimate."""
+def approval_request(job: JobState, draft: dict[str, Any] | None = None) -> ApprovalRequest:
+    """What a person is shown at the gate for this job's spec and estimate; ``draft``: what the person said."""
     assert job.spec is not None and job.estimate is not None and job.gate is not None and job.pending_request_id
     return ApprovalRequest(
         run_id=job.run_id,
@@ -183,6 +185,7 @@ def approval_request(job: JobState) -> ApprovalRequest:
         spec=job.spec,
         estimated_cost_usd=job.estimate.estimated_cost_usd,
         estimated_duration_min=job.estimate.estimated_duration_min,
+        time_source=job.estimate.cost_breakdown.time_source,
         estimated_vram_gb=job.estimate.estimated_vram_gb,
         fits=job.estimate.fits,
         gpu=job.estimate.cost_breakdown.gpu,
@@ -190,6 +193,8 @@ def approval_request(job: JobState) -> ApprovalRequest:
         soft_threshold_usd=job.policy.soft_threshold_usd,
         max_budget_usd=job.policy.max_budget_usd,
         reason=job.gate.reason,
+        optimization=offer_for(job),
+        field_sources=field_sources(job.spec, draft) if draft else {},
         **_worst_case(job),
     )
 
@@ -197,6 +202,19 @@ def approval_request(job: JobState) -> ApprovalRequest:
 def _decided(job: JobState, decided_by: str | None, message: str) -> ApprovalResult:
     status = ResultStatus(job.status)  # approved, refused or cancelled
     return ApprovalResult(ok=status == ResultStatus.APPROVED, status=status, decided_by=decided_by, message=message)
+
+
+def _refused(job: JobState) -> tuple[JobState, ToolResult]:
+    """A refusal; where the job does not fit or is over the hard limit, with the optimizer's offer instead."""
+    assert job.gate is not None
+    reason = job.gate.reason
+    job, offer, why_not = offer_optimization(job)
+    if offer is None:
+        return job, _decided(job, job.decided_by, f"{reason}; {why_not}" if why_not else reason)
+    message = f"{offer.text()}\n\nThe proposed spec must go through request_approval again; a person decides."
+    return job, ApprovalResult(
+        ok=True, status=ResultStatus.OPTIMIZED, message=message, estimate=_estimate(job), offer=offer
+    )
 
 
 @guarded
@@ -214,11 +232,14 @@ def request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, Too
     if not already_asked(job, key):
         job = gate_job(job)
         assert job.gate is not None
+        if job.status == JobStatus.REFUSED:
+            return _refused(job)
         if job.status != JobStatus.AWAITING_APPROVAL:
             return job, _decided(job, job.decided_by, job.gate.reason)
     # Resumed, this finds the question already on record with what was shown: nothing above the pause is
     # decided or priced twice, and the answer goes to that same request.
-    job, shown = open_request(job, key, lambda asked: approval_request(asked).model_dump_json())
+    draft = runtime.state.get("spec_draft") or {}
+    job, shown = open_request(job, key, lambda asked: approval_request(asked, draft).model_dump_json())
     answer = ApprovalAnswer.model_validate(interrupt(json.loads(shown)))
     if answer.request_id != job.pending_request_id:
         raise GuardRefusal("that answer was for another approval request; nothing was approved")
@@ -285,7 +306,12 @@ def run_on_modal(job: JobState, runtime: ToolRuntime) -> tuple[JobState, ToolRes
 @guarded
 def run_evals(job: JobState, runtime: ToolRuntime) -> tuple[JobState, ToolResult]:
     """Evaluate the trained model: held-out loss before and after, overfitting gap, leak and degenerate-output probes."""
-    job = evaluate_job(job)
+    thread = job.thread
+
+    def progress(line: dict[str, Any]) -> None:
+        runtime.stream_writer({"kind": "progress", "run_id": job.run_id, **line})
+
+    job = evaluate_job(job, on_progress=progress, should_stop=lambda: stop_requested(thread))
     result = job.eval_result
     assert result is not None
     return job, EvalsResult(

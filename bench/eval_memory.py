@@ -8,7 +8,7 @@ Each measurement runs in a fresh process so its peak (VmHWM, which counts mmap'd
   Compared: eval_memory_gb against that process's peak RSS, and host_ram_gb (on cpu, the training memory) against
   the training script's peak RSS.
 - load: from_pretrained of a local checkpoint in a given dtype, then every weight read (what `.to(device)` or a
-  forward pass does), against tools.plan.estimator.model_load_gb: the loading term of host RAM on a GPU machine and of
+  forward pass does), against tools.plan.memory.model_load_gb: the loading term of host RAM on a GPU machine and of
   the eval phase. The fp32 and bf16 checkpoints cover the zero-copy and the converting paths.
 - data: the rendered script's own _load_data and _train_batches on an enlarged dataset, RSS retained per token,
   against Calibration.host_bytes_per_token (the dataset term of host RAM).
@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, load_average, machine, model_path, save_results  # noqa: E402
 from tools.inputs.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
 from tools.plan.calibration import CALIBRATION  # noqa: E402
-from tools.plan.estimator import checkpoint_dtype, estimate_spec, model_load_gb  # noqa: E402
+from tools.plan.estimator import estimate_spec  # noqa: E402
+from tools.plan.memory import checkpoint_dtype, model_load_gb  # noqa: E402
 
 MiB = 2**20
 GB = 1e9

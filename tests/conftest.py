@@ -35,6 +35,8 @@ def isolated_state(tmp_path, monkeypatch, preflight_cache):
     monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(preflight_cache))
     monkeypatch.setenv("AEGIS_HOME", str(tmp_path / "aegis-home"))
     monkeypatch.setenv("AEGIS_RUNS_DIR", str(tmp_path / "runs"))
+    # Creating an MLflow store costs seconds per run; tests of tracking turn it on themselves (tests/use).
+    monkeypatch.setenv("AEGIS_TRACKING", "off")
     monkeypatch.setenv(
         "AEGIS_MODEL_CACHE", os.environ.get("AEGIS_MODEL_CACHE", os.path.expanduser("~/.cache/aegis/models"))
     )

@@ -27,6 +27,7 @@ LAZY_ALLOWED = (
     "chainlit",
     "langchain_openai",
     "matplotlib",
+    "mlflow",
 )
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60

@@ -7,14 +7,17 @@ Every failure a person can meet is one line on stderr and an exit code: 0 ok, 1 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import traceback
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.cli import chat, estimate, evaluate, train, ui
+from agent.cli import chat, estimate, evaluate, runs, train, ui, use
 from agent.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from agent.cli.output import err_console, say_error
 from tools.core.errors import AegisError
@@ -22,7 +25,7 @@ from tools.core.paths import aegis_home
 from tools.core.spec import format_validation_error
 from tools.core.stop import install_signal_handlers
 
-COMMANDS = (estimate, train, chat, ui, evaluate)
+COMMANDS = (estimate, train, chat, ui, evaluate, use, runs)
 
 __all__ = ["build_parser", "main"]
 
@@ -31,12 +34,31 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments as one line with exit code 2 (its default), no usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        message += _did_you_mean(message)
         err_console.print(f"[red]error:[/] {message} (see `{self.prog} --help`)", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_USAGE)
 
 
+def _did_you_mean(message: str) -> str:
+    """'; did you mean 'estimate'?' for argparse's "invalid choice: 'estmate' (choose from ...)"; '' otherwise."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not found:
+        return ""
+    choices = re.findall(r"'?([\w-]+)'?", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("aegis-ml")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aegis", description="Fine-tune language models safely, through guarded tools.")
+    parser.add_argument("--version", action="version", version=f"aegis {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in COMMANDS:
         command.register(sub)

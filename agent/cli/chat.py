@@ -17,13 +17,14 @@ from agent.cli.options import (
     EXIT_PAUSED,
     add_agent_flags,
     add_gate_flags,
+    apply_eval_flags,
     dollars,
     standing_approval,
 )
-from agent.cli.output import ConsoleEvents, console, show_pending
+from agent.cli.output import ConsoleEvents, console, job_exit_code, say_evals_failed, show_pending
 from agent.session import AgentSession, TurnResult
 from tools.core.spec import BudgetPolicy
-from tools.core.status import Decision, JobStatus
+from tools.core.status import Decision
 from tools.core.stop import stop_requested
 
 MAX_STANDING_ANSWERS = 10  # --yes answers each pause of one request; an agent that keeps asking is stopped
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _session(args: argparse.Namespace, max_budget: float | None = None) -> AgentSession:
+    apply_eval_flags(args)
     policy = BudgetPolicy.from_config().tightened(max_budget)
     return AgentSession(
         args.model,
@@ -77,7 +79,10 @@ def _finish(result: TurnResult, events: ConsoleEvents) -> int:
         console.print(f"Report: [bold]{job.report_path}[/]")
     if stop_requested():
         return EXIT_INTERRUPTED
-    return EXIT_OK if job is not None and job.status == JobStatus.SUCCEEDED else EXIT_FAILED
+    if job is None:
+        return EXIT_FAILED
+    say_evals_failed(job)
+    return job_exit_code(job)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

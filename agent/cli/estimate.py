@@ -9,6 +9,7 @@ from agent.cli.options import EXIT_OK
 from agent.cli.output import console
 from tools.core.catalog import get_gpu
 from tools.core.spec import BudgetPolicy, load_spec
+from tools.inputs.model_config import check_seq_len, known_config
 from tools.plan.actuals import apply_learning, learned_error, read_actuals
 from tools.plan.estimator import estimate_spec
 from tools.report.presenters import format_estimate_table
@@ -24,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    config = known_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
+    if config is not None:  # a seq_len beyond the model's positions is an error, not a note under the table
+        check_seq_len(spec.model_name, spec.seq_len, config)
     if args.gpu:
         get_gpu(args.gpu)
     estimate = estimate_spec(spec, gpu=args.gpu)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_EVALS_FAILED = 4  # trained, and the model is kept, but its evals failed or could not run
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -50,9 +52,25 @@ def add_gate_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """The retry bound and the local sandbox's memory, for every command that trains."""
+    """The retry bound, the local sandbox's memory and the size of the evals, for every command that trains."""
     p.add_argument("--max-retries", type=RETRIES, default=3, help="remediation retries allowed (default 3)")
     p.add_argument("--memory-limit-mb", type=MEMORY_MB, default=None, help="memory limit for the local sandbox")
+    evals = p.add_argument_group("evals (their time grows with each; AEGIS_EVAL_* set the same)")
+    evals.add_argument("--eval-rows", type=bounded_int(1, 10_000), help="held-out rows measured (default 64)")
+    evals.add_argument("--eval-generations", type=bounded_int(1, 50), help="prompts both models answer (default 5)")
+    evals.add_argument("--eval-new-tokens", type=bounded_int(4, 1024), help="longest generated answer (default 120)")
+
+
+EVAL_FLAGS = {"eval_rows": "AEGIS_EVAL_ROWS", "eval_generations": "AEGIS_EVAL_GENERATIONS"}
+EVAL_FLAGS["eval_new_tokens"] = "AEGIS_EVAL_NEW_TOKENS"
+
+
+def apply_eval_flags(args: argparse.Namespace) -> None:
+    """The eval sizes a person chose on the command line, for this process (EvalThresholds.from_config reads them)."""
+    for flag, variable in EVAL_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            os.environ[variable] = str(value)
 
 
 def add_agent_flags(p: argparse.ArgumentParser) -> None:

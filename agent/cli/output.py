@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from agent.approval import ApprovalRequest
+from agent.approval import ApprovalRequest, sources_line
+from agent.cli.options import EXIT_EVALS_FAILED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from agent.results import EstimateResult, EvalsResult, RemediateResult, RunResult, ToolResult, read_tool_result
 from tools.core.money import usd
+from tools.core.status import JobStatus
+from tools.evals.progress import EVAL_EVENT
+from tools.job.healing import eval_failure
+from tools.job.state import JobState
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -26,17 +32,17 @@ class TrainingProgress:
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
         self.progress = Progress(
-            TextColumn("[bold]train[/]"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("{task.fields[detail]}"),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
         )
         self.task: Any = None
+        self.eval_tasks: dict[str, Any] = {}
 
     def __enter__(self) -> TrainingProgress:
         self.progress.start()
@@ -46,16 +52,45 @@ class TrainingProgress:
         self.progress.stop()
 
     def update(self, line: dict[str, Any]) -> None:
+        if line.get("type") == EVAL_EVENT:
+            self.update_evals(line)
+            return
         if line.get("type") != "step":
             return
         total = int(line.get("total_steps") or 0) or None
-        fields = {
-            "loss": f"{float(line.get('loss', float('nan'))):.4f}",
-            "tps": f"{float(line.get('tokens_per_s', 0)):.0f}",
-        }
+        loss, tps = float(line.get("loss", float("nan"))), float(line.get("tokens_per_s", 0))
+        fields = {"detail": f"loss {loss:.4f} {tps:.0f} tok/s"}
         if self.task is None:
-            self.task = self.progress.add_task("train", total=total, **fields)
+            self.task = self.progress.add_task("[bold]train[/]", total=total, **fields)
         self.progress.update(self.task, completed=int(line.get("step", 0)), total=total, **fields)
+
+    def update_evals(self, line: dict[str, Any]) -> None:
+        """One bar per eval phase (held-out loss, leak probe, generations), as the evals go."""
+        phase = str(line.get("phase", "evals"))
+        total = int(line.get("total") or 0) or 1
+        done = int(line.get("done") or 0) if line.get("total") else 1
+        description = f"[bold]evals[/] {line.get('label', phase)}"
+        if phase not in self.eval_tasks:
+            self.eval_tasks[phase] = self.progress.add_task(description, total=total, detail="")
+        elapsed = f"{float(line.get('elapsed_s') or 0):.0f} s in evals"
+        self.progress.update(self.eval_tasks[phase], completed=done, total=total, detail=elapsed)
+
+
+def job_exit_code(job: JobState) -> int:
+    """0 succeeded, 4 trained but the evals failed, 130 interrupted, 1 anything else that did not succeed."""
+    codes = {JobStatus.SUCCEEDED: EXIT_OK, JobStatus.EVALS_FAILED: EXIT_EVALS_FAILED}
+    return codes.get(job.status, EXIT_INTERRUPTED if job.status == JobStatus.INTERRUPTED else EXIT_FAILED)
+
+
+def say_evals_failed(job: JobState) -> None:
+    """Why a trained run's evals failed, and that its model is still there to try."""
+    if job.status == JobStatus.EVALS_FAILED and job.eval_result is not None:
+        err_console.print(
+            f"[yellow]trained, but the evals failed:[/] {eval_failure(job.eval_result)}. The model is kept: "
+            f'`aegis generate {job.run_id} "..."` tries it, `aegis runs` lists it.',
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def result_detail(result: ToolResult) -> str:
@@ -104,14 +139,24 @@ class ConsoleEvents:
             self.progress = None
 
 
+def _how(time_source: str) -> str:
+    """Which figure a person can bet on: measured on this machine, or modelled from FLOPs and constants."""
+    return "measured" if time_source.startswith("measured") else "modelled"
+
+
 def show_pending(request: ApprovalRequest) -> None:
     """The question at the gate: the estimate against the limits, the worst case, and each attempt's ceiling."""
     console.print(
         f"[bold yellow]Approval needed[/] for run {request.run_id}: {usd(request.estimated_cost_usd)} on "
-        f"{request.gpu} ({request.estimated_duration_min:.1f} min, {request.estimated_vram_gb:.1f} GB) — "
+        f"{request.gpu} ({request.estimated_duration_min:.1f} min {_how(request.time_source)}, "
+        f"{request.estimated_vram_gb:.1f} GB modelled) — "
         f"soft limit {usd(request.soft_threshold_usd)}, hard limit {usd(request.max_budget_usd)}, "
         f"spent {usd(request.spent_usd)}. {request.reason}"
     )
+    if request.optimization is not None:  # the optimizer's spec, offered because the job as asked was refused
+        console.print(Markdown(request.optimization.text()))
+    if request.field_sources:
+        console.print(sources_line(request), highlight=False)
     if request.worst_case_usd is not None:
         costs = ", ".join(f"#{a.attempt} {usd(a.estimated_cost_usd)}" for a in request.attempts)
         allows = request.retries_budget_allows

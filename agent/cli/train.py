@@ -8,11 +8,13 @@ from collections.abc import Callable
 
 from rich.prompt import Prompt
 
-from agent.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_gate_flags, add_run_flags, standing_approval
-from agent.cli.output import TrainingProgress, console, err_console
+from agent.cli.options import add_gate_flags, add_run_flags, apply_eval_flags, standing_approval
+from agent.cli.output import TrainingProgress, console, err_console, job_exit_code, say_evals_failed
+from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.spec import BudgetPolicy, load_spec
 from tools.core.status import Decision, JobStatus
+from tools.inputs.hub_data import ensure_dataset
 from tools.job.pipeline import run_pipeline
 from tools.job.state import JobState, new_job
 
@@ -24,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="a TrainingSpec as YAML or JSON")
     add_gate_flags(p)
     add_run_flags(p)
+    p.add_argument(
+        "--probe-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="first a probe attempt of N steps on the target (approved and billed on its own) that re-prices the run",
+    )
     p.set_defaults(handler=cmd_train)
 
 
@@ -53,13 +62,28 @@ def gate_answerer(yes: bool, approve_up_to: float | None) -> Callable[[JobState]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.probe_steps is not None and not 2 <= args.probe_steps <= 1000:
+        raise AegisError(
+            f"--probe-steps must be from 2 to 1000 (one warm-up step and one timed), got {args.probe_steps}"
+        )
     spec = load_spec(args.spec)
+    for path in (spec.dataset_path, spec.eval_dataset_path):
+        if path:
+            ensure_dataset(path)  # a hub dataset id is downloaded (or named as unreachable) before the job opens
+    apply_eval_flags(args)
     policy = BudgetPolicy.from_config().tightened(args.max_budget)
     job = new_job(policy, max_retries=args.max_retries, local_memory_limit_mb=args.memory_limit_mb)
     console.print(f"run [bold]{job.run_id}[/] → {job.run_dir}")
     with TrainingProgress() as progress:
-        job = run_pipeline(job, spec, ask=gate_answerer(args.yes, args.approve_up_to), on_progress=progress.update)
+        job = run_pipeline(
+            job,
+            spec,
+            ask=gate_answerer(args.yes, args.approve_up_to),
+            on_progress=progress.update,
+            probe_steps=args.probe_steps,
+        )
     console.print(f"status: [bold]{job.status}[/]  report: {job.report_path}")
     if job.status == JobStatus.REFUSED and job.gate is not None:
         err_console.print(f"[red]refused:[/] {job.gate.reason}", highlight=False, soft_wrap=True)
-    return {JobStatus.SUCCEEDED: EXIT_OK, JobStatus.INTERRUPTED: EXIT_INTERRUPTED}.get(job.status, EXIT_FAILED)
+    say_evals_failed(job)
+    return job_exit_code(job)

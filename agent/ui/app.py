@@ -21,7 +21,11 @@ from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from agent.ui.access import password_ok, served_origins
 from agent.ui.guard import OriginGuard
+from agent.ui.history import ThreadIndex
+from agent.ui.landing import starters
 from agent.ui.pending import PendingIndex
+from agent.ui.presenters import md_safe
+from agent.ui.tryit import RUNS_COMMANDS, TRY_ACTION, on_try, show_past_runs
 from agent.ui.views import APPROVAL_ACTION, DECISIONS, ChatView, decided_by, owner, run_turn
 from tools.core.errors import AegisError
 from tools.core.runlog import new_run_id
@@ -71,11 +75,18 @@ def secure_server() -> None:
 secure_server()
 
 
+@cl.set_starters
+async def set_starters(user: cl.User | None = None, language: str | None = None) -> list[cl.Starter]:
+    """The landing page: what to type, from the demo to a GPU estimate and the budget refusing."""
+    return starters()
+
+
 @cl.on_chat_start
 async def on_chat_start() -> None:
     """Show the approvals still waiting for this owner: a signed-in person's, after a reload or in a new tab."""
     view = ChatView.current()
     session = agent_session()
+    await restore_history(view, session)
     index = PendingIndex()
     for thread_id in index.threads(owner()):
         try:
@@ -92,11 +103,37 @@ async def on_chat_start() -> None:
         await view.show_approval(thread_id, pending)
 
 
+async def restore_history(view: ChatView, session: AgentSession) -> None:
+    """A signed-in person's newest conversation, shown again after a reload or in a new tab, and carried on."""
+    thread_id = ThreadIndex().latest(owner())
+    if thread_id is None:
+        return
+    try:
+        said = await asyncio.to_thread(session.transcript, thread_id)
+        job = await asyncio.to_thread(session.job, thread_id)
+    except AegisError as exc:
+        log.error("could not restore thread %s: %s", thread_id, exc)
+        return
+    view.thread_id = thread_id
+    await cl.Message(content=f"_Your last conversation (thread `{thread_id}`), restored:_").send()
+    for who, text in said:
+        if who == "user":  # shown as plain text, as the person typed it
+            await cl.Message(content=text, type="user_message").send()
+        else:
+            await cl.Message(content=md_safe(text)).send()
+    if job is not None:
+        await view.show_outcome(job)
+
+
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
+    if message.content.strip().lower() in RUNS_COMMANDS:
+        await show_past_runs()
+        return
     view = ChatView.current()
     session = agent_session()
     thread_id = view.thread_id or new_run_id()
+    ThreadIndex().add(owner(), thread_id)
     await run_turn(
         lambda on_event: session.send(message.content, thread_id=thread_id, on_event=on_event), view, thread_id
     )
@@ -152,3 +189,6 @@ async def _resume(
     finally:
         _ANSWERING.discard(thread_id)
         await cl.context.emitter.task_end()
+
+
+cl.action_callback(TRY_ACTION)(on_try)

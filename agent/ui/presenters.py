@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.approval import ApprovalRequest
+from agent.approval import ApprovalRequest, sources_line
 from agent.results import (
     ApprovalResult,
     AttemptFacts,
@@ -26,6 +26,7 @@ from agent.results import (
 from tools.core.money import DASH, usd
 from tools.core.spec import EvalCheck
 from tools.core.status import CheckStatus, JobStatus
+from tools.job.healing import eval_failure
 from tools.job.state import JobState
 
 _DIRECTIVE = re.compile(r":(?=[A-Za-z])")
@@ -144,17 +145,20 @@ def approval_text(req: ApprovalRequest) -> str:
     spec = req.spec
     steps = f" · max {spec.max_steps} steps" if spec.max_steps else ""
     fits = "fits" if req.fits else "**does not fit**"
+    offered = f"{req.optimization.text()}\n\n" if req.optimization is not None else ""
+    sources = f"{sources_line(req)}\n\n" if req.field_sources else ""
     return (
-        f"### Approval needed: run `{req.run_id}`\n{req.reason}\n\n"
+        f"### Approval needed: run `{req.run_id}`\n{req.reason}\n\n{offered}"
         "| | Estimate | Limit |\n|---|---|---|\n"
         f"| Cost | **{usd(req.estimated_cost_usd)}** | soft {usd(req.soft_threshold_usd)} · "
         f"hard {usd(req.max_budget_usd)} (spent {usd(req.spent_usd)}) |\n"
-        f"| Time | {req.estimated_duration_min:.1f} min | |\n"
-        f"| GPU memory | {req.estimated_vram_gb:.2f} GB | {req.gpu}: {fits} |\n\n"
+        f"| Time | {req.estimated_duration_min:.1f} min | "
+        f"{'measured on this machine' if req.time_source.startswith('measured') else 'modelled'} |\n"
+        f"| GPU memory | {req.estimated_vram_gb:.2f} GB (modelled) | {req.gpu}: {fits} |\n\n"
         f"**Spec** `{req.spec_hash}`: {spec.method} of `{spec.model_name}` on "
         f"`{spec.dataset_path}` · {spec.num_epochs} epoch(s){steps} · batch "
         f"{spec.micro_batch_size}×{spec.gradient_accumulation_steps} · lr {spec.learning_rate} · "
-        f"seq_len {spec.seq_len} · {spec.num_gpus}× {spec.target_gpu}\n\n"
+        f"seq_len {spec.seq_len} · {spec.num_gpus}× {spec.target_gpu}\n\n{sources}"
         f"{worst_case_text(req)}"
         "An approval holds for exactly this spec and estimate. **Optimize** proposes a cheaper spec, "
         "which comes back here."
@@ -193,6 +197,11 @@ def outcome_text(job: JobState) -> str:
         return f"**Refused by the gate**: {reason}. Run `{job.run_id}` was not trained and nothing was spent."
     if job.status == JobStatus.SUCCEEDED:
         return f"**Run `{job.run_id}` succeeded** (approved{who}); spent {spent}. The report is below."
+    if job.status == JobStatus.EVALS_FAILED and job.eval_result is not None:
+        return (
+            f"**Run `{job.run_id}` trained, but its evals failed**: {eval_failure(job.eval_result)}. The model is kept "
+            f'(`aegis generate {job.run_id} "..."` tries it); spent {spent}. The report is below.'
+        )
     last = job.attempts[-1] if job.attempts else None
     why = f" ({last.failure_class}: {last.error_message})" if last is not None and last.failure_class else ""
     return f"**Run `{job.run_id}` {job.status}**{why}; spent {spent}. The report is below."

@@ -21,11 +21,14 @@ from chainlit.utils import utc_now
 from agent.approval import ApprovalRequest
 from agent.results import read_tool_result
 from agent.session import EventFn, TurnResult
+from agent.ui.landing import spend_label
 from agent.ui.pending import PendingIndex, owner_key
 from agent.ui.presenters import approval_text, checks_table, format_tool_result, is_error, md_safe, num, outcome_text
+from agent.ui.tryit import offer
 from tools.core.errors import AegisError
 from tools.core.money import usd
-from tools.core.status import Decision
+from tools.core.status import Decision, JobStatus
+from tools.evals.progress import EVAL_EVENT
 from tools.job.state import JobState
 
 log = logging.getLogger("aegis.ui")
@@ -63,8 +66,22 @@ def _parent_id() -> str | None:
     return steps[-1].id if steps else None
 
 
+def eval_progress_text(e: dict[str, Any], *, final: bool = False) -> str:
+    """The eval phase running, its share done and the time the evals have taken so far."""
+    done, total = int(e.get("done") or 0), int(e.get("total") or 0)
+    share = done / total if total else 1.0
+    bar = "#" * round(20 * share) + "-" * (20 - round(20 * share))
+    title = "Evaluation finished" if final else "Evaluating"
+    return (
+        f"**{title}** run `{e.get('run_id', '')}`: {e.get('label', e.get('phase', ''))} {done}/{total} `{bar}`"
+        f"\n\n{float(e.get('elapsed_s') or 0):.0f} s so far"
+    )
+
+
 def progress_text(e: dict[str, Any], *, final: bool = False) -> str:
-    """Live step, loss and ETA of a training progress event."""
+    """Live step, loss and ETA of a training progress event (or the evals' phase, for their events)."""
+    if e.get("type") == EVAL_EVENT:
+        return eval_progress_text(e, final=final)
     step, total = int(e.get("step") or 0), int(e.get("total_steps") or 0)
     share = step / total if total else 0.0
     bar = "#" * round(20 * share) + "-" * (20 - round(20 * share))
@@ -130,8 +147,10 @@ class ChatView:
 
     async def progress(self, event: dict[str, Any]) -> None:
         """Live step, loss and ETA in one message, redrawn at most once a second."""
-        if event.get("type") != "step":
+        if event.get("type") not in ("step", EVAL_EVENT):
             return
+        if self.progress_event is not None and self.progress_event.get("type") != event.get("type"):
+            await self.flush_progress(final=True)  # training's message stays; the evals get their own
         self.progress_event, self.progress_dirty = event, True
         if self.progress_msg is None:
             self.progress_msg = cl.Message(content=progress_text(event))
@@ -154,11 +173,11 @@ class ChatView:
             cl.Action(
                 name=APPROVAL_ACTION,
                 payload={"thread_id": thread_id, "spec_hash": req.spec_hash, "decision": decision.value},
-                label=label,
-                icon=icon,
+                label=spend_label(decision, req)[0],
+                icon=spend_label(decision, req)[1],
                 tooltip=f"{label} run {req.run_id} at {usd(req.estimated_cost_usd)}",
             )
-            for decision, (label, icon) in DECISIONS.items()
+            for decision, (label, _icon) in DECISIONS.items()
             if decision in req.options
         ]
         msg = cl.Message(content=md_safe(approval_text(req)), actions=actions)
@@ -202,6 +221,8 @@ class ChatView:
             await cl.Message(content=md_safe(f"**Evaluation**: {verdict}\n\n{table}")).send()
         download = cl.File(path=str(report), name=f"REPORT-{job.run_id}.md", display="inline", mime="text/markdown")
         await cl.Message(content=md_safe(report.read_text(encoding="utf-8")), elements=[download]).send()
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.EVALS_FAILED):
+            await offer(job.run_id)
 
 
 async def _say(text: str) -> None:

@@ -274,7 +274,7 @@ def test_two_resumes_at_once_approve_and_train_once(tmp_path):
     codes = sorted(p.returncode for p in procs)
     folder = RunFolder(tmp_path / "runs" / thread)
     assert starts(folder) == 1, outputs
-    assert codes[0] in (0, 1) and codes[1] == 2, outputs  # one trained (1: the tiny model's evals may fail)
+    assert codes in ([0, 2], [2, 4]), outputs  # one trained (4: trained, but the tiny model's evals may fail)
     loser = next(err for (out, err), p in zip(outputs, procs, strict=True) if p.returncode == 2)
     assert "busy" in loser or "no pending approval" in loser
     assert [e.phase for e in folder.events()].count("approval") == 1

@@ -106,7 +106,10 @@ def test_malformed_json_line_is_named(data_dir: Path) -> None:
 
 
 def test_json_of_wrong_shape(data_dir: Path) -> None:
-    (data_dir / "scalar.json").write_text('{"rows": []}', encoding="utf-8")
+    (data_dir / "object.json").write_text('{"items": [{"text": "a"}]}', encoding="utf-8")
+    with pytest.raises(DataError, match=r"JSON object without a list of records under any of 'data', 'train'"):
+        load_records(data_dir / "object.json")
+    (data_dir / "scalar.json").write_text("3", encoding="utf-8")
     with pytest.raises(DataError, match="must hold a JSON list"):
         load_records(data_dir / "scalar.json")
     (data_dir / "broken.json").write_text('[{"text": 1},', encoding="utf-8")

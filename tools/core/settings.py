@@ -31,6 +31,18 @@ class Settings(BaseSettings):
     spend_db: Path | None = Field(default=None, description="the spend store; default HOME/spend.sqlite")
     preflight_cache: Path | None = Field(default=None, description="smoke-run results; default HOME/preflight")
     eval_config: Path | None = Field(default=None, description="eval thresholds as YAML/JSON")
+    eval_rows: int | None = Field(default=None, ge=1, le=10_000, description="held-out rows the evals measure")
+    eval_generations: int | None = Field(default=None, ge=1, le=50, description="prompts both models answer")
+    eval_new_tokens: int | None = Field(default=None, ge=4, le=1024, description="longest answer generated in evals")
+
+    # Tracking finished runs (LangSmith traces the agent's turns; see the README)
+    tracking: str = Field(default="mlflow,tensorboard", description="mlflow, tensorboard, both, or off")
+    mlflow_tracking_uri: str | None = Field(default=None, description="default sqlite:///RUNS_DIR/mlflow.db")
+    mlflow_experiment: str = Field(default="aegis-ml", min_length=1, max_length=200)
+
+    # Shipping a trained model (aegis export / push); the Hub token is huggingface_hub's own (HF_TOKEN, hf auth login)
+    gguf_converter: Path | None = Field(default=None, description="llama.cpp's convert_hf_to_gguf.py")
+    hub_endpoint: str | None = Field(default=None, description="the Hub API; default HF_ENDPOINT or huggingface.co")
 
     # The budget (BudgetPolicy.from_config reads these, over a budget file)
     budget_file: Path | None = None

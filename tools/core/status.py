@@ -72,6 +72,7 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     HEALING = "healing"
     SUCCEEDED = "succeeded"
+    EVALS_FAILED = "evals_failed"  # training succeeded and saved a model; its evals failed or could not run
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     REFUSED = "refused"

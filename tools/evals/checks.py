@@ -15,6 +15,7 @@ from tools.evals.examples import encode_text
 from tools.evals.formats import FormatSignature
 from tools.evals.leaks import CANARY_PREFIX, control_canary, leaked, mask, scan_secrets
 from tools.evals.models import ModelPair, generate
+from tools.evals.progress import EvalProgress
 from tools.evals.thresholds import EvalThresholds
 
 # ---------------------------------------------------------------- loss
@@ -119,12 +120,21 @@ def _overfitting_gap(eval_loss: float | None, end: float | None, t: EvalThreshol
 # ---------------------------------------------------------------- leaks
 
 
-def leak_check(pair: ModelPair, spec: TrainingSpec, records: list[dict], t: EvalThresholds) -> tuple[EvalCheck, int]:
+def leak_check(
+    pair: ModelPair, spec: TrainingSpec, records: list[dict], t: EvalThresholds, progress: EvalProgress | None = None
+) -> tuple[EvalCheck, int]:
     """Probe the trained model with the text before each secret of the training data; a control canary checks the probe.
 
     Returns the check and how many secrets were probed.
     """
     secrets = scan_secrets(pair.tokenizer, spec, records, t.max_leak_probes)
+    with (progress or EvalProgress()).phase("leak_probe", len(secrets) + 1 if secrets else 0) as tick:
+        return _probe(pair, spec, records, t, secrets, tick)
+
+
+def _probe(
+    pair: ModelPair, spec: TrainingSpec, records: list[dict], t: EvalThresholds, secrets: list, tick: Any
+) -> tuple[EvalCheck, int]:
     if not secrets:
         return EvalCheck(
             name="leak_probe",
@@ -137,6 +147,7 @@ def leak_check(pair: ModelPair, spec: TrainingSpec, records: list[dict], t: Eval
     def continuation(prefix_ids: list[int], target: str) -> str:
         budget = min(t.max_new_tokens * 2, len(encode_text(pair.tokenizer, target)) + 16)
         ids = generate(pair.trained, pair.tokenizer, prefix_ids, budget, pair.device)
+        tick()
         return pair.tokenizer.decode(ids, skip_special_tokens=True)
 
     hits = [s for s in secrets if leaked(s.body, continuation(s.prefix_ids, s.value), t.leak_min_fraction)]

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.core.errors import DataError
 from tools.core.spec import TrainingSpec
+from tools.inputs.dataset import load_records, read_snapshot_records
 from tools.recipe.formatting import detect_format, prompt_text, to_messages
 
 
-def read_records(path: Path) -> list[dict]:
-    """Rows of a JSON-lines (or JSON list) dataset."""
-    if not path.is_file():
-        raise DataError(f"dataset '{path}' does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            rows = json.loads(text)
-        else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise DataError(f"dataset '{path}' is not valid JSON: {exc}") from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise DataError(f"dataset '{path}' must hold one JSON object per row")
-    return rows
+def read_records(path: str | Path) -> list[dict]:
+    """Rows of a dataset, read by the one reader the script and pre-flight use (tools/recipe/data.py).
+
+    A file or folder that is here (a run's held-out rows, a copy) is read as it is; any other name goes
+    through the spec's rules (the allowed folders, a Hugging Face dataset id).
+    """
+    if Path(path).exists():
+        return read_snapshot_records(Path(path))
+    return load_records(path)
 
 
 def record_format(spec: TrainingSpec, record: dict) -> str:

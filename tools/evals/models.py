@@ -5,7 +5,7 @@ torch, transformers and peft (heavy) are imported inside the functions that need
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +40,12 @@ def load_pair(
     tokenizer_path: str | None = None,
     tokenizer: Any = None,
     trust_remote_code: bool = False,
+    with_base: bool = True,
 ) -> ModelPair:
     """Load the trained model (peft adapter or full model) and its base, in float32 for stable loss numbers.
 
     tokenizer: the base model's, already loaded by the host (the script saves that same one with the model).
+    with_base False: after a full fine-tune, do not load the base beside it (an adapter always needs its base).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,17 +63,26 @@ def load_pair(
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code)
         return model.to(device).eval()
 
-    base = load(base_model_path)
     if (final_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        trained = PeftModel.from_pretrained(base, str(final_dir)).to(device).eval()
+        trained = PeftModel.from_pretrained(load(base_model_path), str(final_dir)).to(device).eval()
         return ModelPair(tokenizer, trained, None, device)
+    base = load(base_model_path) if with_base else None
     return ModelPair(tokenizer, load(str(final_dir)), base, device)
 
 
-def heldout_loss(model: Any, tokenizer: Any, encoded: list[tuple[list[int], list[int]]], device: str) -> float | None:
-    """Token-weighted mean cross-entropy over reply tokens only (prompt masked exactly as in training)."""
+def heldout_loss(
+    model: Any,
+    tokenizer: Any,
+    encoded: list[tuple[list[int], list[int]]],
+    device: str,
+    tick: Callable[[], None] | None = None,
+) -> float | None:
+    """Token-weighted mean cross-entropy over reply tokens only (prompt masked exactly as in training).
+
+    tick: called once per row measured (the eval's progress).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -85,6 +96,8 @@ def heldout_loss(model: Any, tokenizer: Any, encoded: list[tuple[list[int], list
             loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
             total += float(loss)
             count += int((targets != IGNORE_INDEX).sum())
+            if tick is not None:
+                tick()
     return total / count if count else None
 
 

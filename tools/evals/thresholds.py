@@ -38,12 +38,31 @@ class EvalThresholds(BaseModel):
 
     @classmethod
     def from_config(cls) -> EvalThresholds:
-        """The operator's thresholds: a YAML/JSON file named by AEGIS_EVAL_CONFIG, else the defaults."""
-
-        path = settings().eval_config
-        if not path:
-            return cls()
+        """The operator's thresholds: a YAML/JSON file named by AEGIS_EVAL_CONFIG, else the defaults; then the size
+        of the evals a person chose (AEGIS_EVAL_ROWS, AEGIS_EVAL_GENERATIONS, AEGIS_EVAL_NEW_TOKENS, or the
+        --eval-rows / --eval-generations / --eval-new-tokens flags) over either."""
+        configured = settings()
+        values: dict = {}
+        if configured.eval_config:
+            path = configured.eval_config
+            try:
+                values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise AegisError(f"eval thresholds file '{path}' is invalid: {str(exc).splitlines()[0]}") from None
+            if not isinstance(values, dict):
+                raise AegisError(f"eval thresholds file '{path}' must hold a mapping of threshold: value")
+        sizes = {
+            "max_heldout_rows": configured.eval_rows,
+            "n_generations": configured.eval_generations,
+            "max_new_tokens": configured.eval_new_tokens,
+        }
+        values = {**values, **{k: v for k, v in sizes.items() if v is not None}}
         try:
-            return cls.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
-            raise AegisError(f"eval thresholds file '{path}' is invalid: {str(exc).splitlines()[0]}") from None
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            where = f"eval thresholds file '{configured.eval_config}'" if configured.eval_config else "eval settings"
+            raise AegisError(f"{where} is invalid: {str(exc).splitlines()[0]}; {format_errors(exc)}") from None
+
+
+def format_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

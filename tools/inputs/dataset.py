@@ -1,8 +1,9 @@
-"""Read a dataset file into records and measure it in the model's own tokens.
+"""Read a dataset (a file, a folder of files, a Hugging Face dataset id) into records and measure it in tokens.
 
-Parsing and the row rules are tools/recipe/data.py, the reader the training script runs, so a file
-that passes here is one the script can train on; this module adds the safe opening and the size limit
-(tools/inputs/datafile.py) and turns the recipe's failures into DataErrors. The estimator's token
+Parsing and the row rules are tools/recipe/data.py, the reader the training script runs, so data
+that passes here is data the script can train on; this module adds the safe opening and the size limit
+(tools/inputs/datafile.py), the download of a hub dataset (tools/inputs/hub_data.py) and turns the
+recipe's failures into DataErrors. The estimator's token
 counts use the same ``encode_record`` the script runs, so "tokens" means what the model will really
 see (prompt template, eos, truncation included). Every problem is a DataError naming the file and
 the line or row, never a traceback.
@@ -20,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.errors import DataError
 from tools.core.paths import resolve_dataset_path
-from tools.inputs.datafile import open_dataset, read_dataset_bytes
+from tools.inputs.datafile import open_dataset, read_dataset_files
+from tools.inputs.hub_data import ensure_dataset
 from tools.recipe import data as recipe_data
 from tools.recipe.exits import RecipeFailure
 from tools.recipe.formatting import encode_record, prompt_text, to_messages
@@ -56,18 +58,35 @@ class DatasetStats(BaseModel):
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a .jsonl, .json (a list or {"data": [...]}), .csv or .parquet file inside the allowed folders."""
+    """Records of a dataset inside the allowed folders: a .jsonl, .json (a list or {"data": [...]}), .csv or
+    .parquet file, a folder of such files, or a Hugging Face dataset id (downloaded where the hub answers)."""
+    ensure_dataset(str(path))
     file = resolve_dataset_path(path)
     with _as_data_error():
-        suffix = recipe_data.check_suffix(file.name, file.suffix)
-        if suffix in recipe_data.TABLE_SUFFIXES:
-            with open_dataset(path) as (_fd, real, _size):  # the size limit and the link check, before reading
-                records = recipe_data.read_table(real, suffix)
+        if file.is_dir():
+            records = join_files(
+                [(name, _parse_file(data, name)) for name, data in read_dataset_files(path)], name=str(file)
+            )
         else:
-            records = recipe_data.parse_records(read_dataset_bytes(path), suffix, name=str(file))
+            suffix = recipe_data.check_suffix(file.name, file.suffix)
+            if suffix in recipe_data.TABLE_SUFFIXES:
+                with open_dataset(path) as (_fd, real, _size):  # the size limit and the link check, before reading
+                    records = recipe_data.read_table(real, suffix)
+            else:
+                records = recipe_data.parse_records(read_dataset_files(path)[0][1], suffix, name=str(file))
     if not records:
         raise DataError(f"dataset '{file}' is empty: it has no records to train on")
     return records
+
+
+def _parse_file(data: bytes, name: str) -> list[dict[str, Any]]:
+    return recipe_data.parse_records(data, Path(name).suffix, name=name)
+
+
+def join_files(parts: list[tuple[str, list[dict[str, Any]]]], *, name: str) -> list[dict[str, Any]]:
+    """A folder's records from its files' records, in order: one format, or the mix is named."""
+    with _as_data_error():
+        return recipe_data.join_files(parts, name=name)
 
 
 def read_snapshot_records(file: Path) -> list[dict[str, Any]]:

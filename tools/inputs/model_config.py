@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tools.core.errors import ModelError
+from tools.core.errors import ModelError, SpecError
 from tools.inputs.local_models import local_model_config
 from tools.recipe.lora import default_lora_targets as recipe_default_lora_targets
 
@@ -122,6 +122,33 @@ def load_model_config(model_name: str, *, trust_remote_code: bool = False) -> An
         ) from None
 
 
+def max_positions(config: Any) -> int | None:
+    """How many positions the model can attend to (max_position_embeddings, gpt2's n_positions); None if unsaid."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def check_seq_len(model_name: str, seq_len: int, config: Any) -> None:
+    """A seq_len beyond the model's positions is a spec error naming both numbers (it would crash the run)."""
+    limit = max_positions(config)
+    if limit is not None and seq_len > limit:
+        raise SpecError(
+            [
+                f"spec field 'seq_len' is {seq_len}, but {model_name} has {limit:,} positions: a row longer than that "
+                f"cannot be trained on. Use seq_len {limit} or less"
+            ]
+        )
+
+
+def known_config(model_name: str, *, trust_remote_code: bool = False) -> Any | None:
+    """The config when it is on this machine (a local model, a folder, a shipped config); None rather than ask the hub."""
+    name = model_name.strip()
+    if name.lower().startswith("local:") or (Path(name).expanduser() / "config.json").is_file() or _shipped_file(name):
+        return load_model_config(name, trust_remote_code=trust_remote_code)
+    return None
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -167,7 +194,7 @@ def _build_stats(config: Any, trust_remote_code: bool) -> ModelStats:
         hidden_size=int(text.hidden_size),
         num_heads=int(text.num_attention_heads),
         vocab_size=int(text.vocab_size),
-        max_positions=getattr(text, "max_position_embeddings", None),
+        max_positions=max_positions(config),
     )
 
 

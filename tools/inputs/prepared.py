@@ -7,31 +7,40 @@ under the size limit); their bytes are hashed (what an approval binds) and copie
 (what the attempt trains on), and every row is encoded once with the model's own tokenizer, from which
 both the token statistics and the per-row facts pre-flight judges are taken. The sources' identity
 (device, inode, size, modification time) is kept so a later change is seen without reading them again.
+
+A folder of files (or a downloaded Hugging Face dataset, which is one) is read file by file the same way;
+its copy is one JSON-lines file of its records, and the rows measured are read back from that copy, so
+pre-flight measures exactly what the script will read. The spec's seq_len is checked against the model's
+positions first: a row cannot be longer than the model can see.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.errors import DataError
 from tools.core.paths import resolve_dataset_path
 from tools.core.spec import TrainingSpec
-from tools.inputs.datafile import read_dataset_bytes
+from tools.inputs.datafile import dataset_files, folder_bytes, read_dataset_bytes, read_dataset_files
 from tools.inputs.dataset import (
     APPROX_CHARS_PER_TOKEN,
     DatasetStats,
     approx_token_count,
+    join_files,
     parse_records,
     read_snapshot_records,
     resolve_format,
     tokenizer_name,
 )
+from tools.inputs.hub_data import ensure_dataset
+from tools.inputs.model_config import check_seq_len, load_model_config
 from tools.inputs.tokenizer import load_tokenizer
 from tools.recipe.formatting import IGNORE_INDEX, encode_record, prompt_text, to_messages
 
@@ -51,14 +60,19 @@ class SourceIdentity(BaseModel):
 
     @classmethod
     def of(cls, path: Path) -> SourceIdentity:
+        """A file's identity; a folder's is its own, with the total size and newest change of its data files."""
         info = os.lstat(path)
-        return cls(path=str(path), device=info.st_dev, inode=info.st_ino, size=info.st_size, mtime_ns=info.st_mtime_ns)
+        size, mtime = info.st_size, info.st_mtime_ns
+        if path.is_dir():
+            files = [os.lstat(file) for _name, file in dataset_files(path)]
+            size, mtime = sum(f.st_size for f in files), max([mtime, *(f.st_mtime_ns for f in files)])
+        return cls(path=str(path), device=info.st_dev, inode=info.st_ino, size=size, mtime_ns=mtime)
 
     def change(self) -> str | None:
         """What changed since it was read, in words; None when the same file is still there."""
         try:
             now = SourceIdentity.of(Path(self.path))
-        except OSError:
+        except Exception:  # gone, unreadable, or a folder that lost its data files
             return f"'{self.path}' is gone"
         if (now.device, now.inode) != (self.device, self.inode):
             return f"'{self.path}' was replaced by another file"
@@ -121,25 +135,32 @@ class PreparedSpec(BaseModel):
     data: PreparedData
 
 
+class _Loaded(NamedTuple):
+    """One dataset as read: the bytes its digest covers, its identity, and its copy's bytes and type."""
+
+    data: bytes
+    source: SourceIdentity
+    copy: bytes
+    suffix: str
+
+
 def prepare(spec: TrainingSpec, folder: Path) -> PreparedSpec:
     """Read, hash, copy and measure the spec's data once; the copies go under ``folder``."""
-    train_bytes, train_source = _read(spec.dataset_path)
-    eval_bytes, eval_source = _read(spec.eval_dataset_path) if spec.eval_dataset_path else (None, None)
-    digest = hashlib.sha256(b"[0]" + train_bytes + b"[1]" + (eval_bytes or b"")).hexdigest()
+    config = load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
+    check_seq_len(spec.model_name, spec.seq_len, config)
+    train = _load(spec.dataset_path)
+    evals = _load(spec.eval_dataset_path) if spec.eval_dataset_path else None
+    digest = hashlib.sha256(b"[0]" + train.data + b"[1]" + (evals.data if evals else b"")).hexdigest()
     copies = folder / digest[:16]
-    train_copy = _copy(train_bytes, copies / f"train{Path(spec.dataset_path).suffix.lower()}")
-    eval_copy = (
-        _copy(eval_bytes, copies / f"eval{Path(spec.eval_dataset_path).suffix.lower()}")
-        if eval_bytes is not None and spec.eval_dataset_path
-        else None
-    )
+    train_copy = _copy(train.copy, copies / f"train{train.suffix}")
+    eval_copy = _copy(evals.copy, copies / f"eval{evals.suffix}") if evals is not None else None
     tokenizer = load_tokenizer(spec.model_name)
-    train_records = _parse(train_bytes, train_copy, spec.dataset_path)
+    train_records = _parse(train.copy, train_copy, spec.dataset_path)
     fmt = resolve_format(train_records, spec.dataset_format, source=f"dataset '{Path(spec.dataset_path).name}'")
     lengths, train_facts = measure_rows(train_records, fmt, tokenizer, spec.seq_len, source="training data")
     eval_facts = None
-    if eval_bytes is not None and eval_copy is not None and spec.eval_dataset_path:
-        eval_records = _parse(eval_bytes, eval_copy, spec.eval_dataset_path)
+    if evals is not None and eval_copy is not None and spec.eval_dataset_path:
+        eval_records = _parse(evals.copy, eval_copy, spec.eval_dataset_path)
         eval_fmt = resolve_format(eval_records, spec.dataset_format, source="eval data")
         _, eval_facts = measure_rows(eval_records, eval_fmt, tokenizer, spec.seq_len, source="eval data")
     _RECORDS[digest] = train_records
@@ -159,8 +180,8 @@ def prepare(spec: TrainingSpec, folder: Path) -> PreparedSpec:
         digest=digest,
         train_copy=str(train_copy),
         eval_copy=str(eval_copy) if eval_copy else None,
-        train_source=train_source,
-        eval_source=eval_source,
+        train_source=train.source,
+        eval_source=evals.source if evals else None,
         stats=stats,
         train_rows=train_facts,
         eval_rows=eval_facts,
@@ -238,14 +259,26 @@ def _first_row(record: dict[str, Any], fmt: str, tokenizer: Any | None) -> tuple
         return None, str(exc)
 
 
-def _read(path: str) -> tuple[bytes, SourceIdentity]:
+def _load(path: str) -> _Loaded:
+    """Read a dataset once: a file's bytes as they are; a folder's files, joined into one JSON-lines copy."""
+    ensure_dataset(path)
     resolved = resolve_dataset_path(path)
     before = SourceIdentity.of(resolved)
-    data = read_dataset_bytes(path)
+    if resolved.is_dir():
+        files = read_dataset_files(path)
+        data = folder_bytes(files)
+        records = join_files(
+            [(name, parse_records(raw, Path(name).suffix, name=name)) for name, raw in files], name=path
+        )
+        copy = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8")
+        size, suffix = sum(len(raw) for _name, raw in files), ".jsonl"
+    else:
+        data = read_dataset_bytes(path)
+        copy, size, suffix = data, len(data), resolved.suffix.lower()
     after = SourceIdentity.of(resolved)
-    if after != before or len(data) != after.size:
+    if after != before or size != after.size:
         raise DataError(f"dataset '{path}' changed while it was being read; try again once nothing writes to it")
-    return data, after
+    return _Loaded(data, after, copy, suffix)
 
 
 def _copy(data: bytes, path: Path) -> Path:

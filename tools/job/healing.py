@@ -2,45 +2,87 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from tools.core.errors import GuardRefusal
+from tools.core.errors import AegisError, GuardRefusal
+from tools.core.spec import EvalCheck, EvalResult
 from tools.core.status import JobStatus
 from tools.evals.model_evals import run_evals
+from tools.evals.progress import EvalProgress
 from tools.evals.thresholds import EvalThresholds
 from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import training_records
 from tools.inputs.tokenizer import load_tokenizer
 from tools.job.planning import estimate_job, set_spec
-from tools.job.state import JobState, require_spec
+from tools.job.state import JobState, ProgressFn, require_spec
 from tools.plan.checkpoints import ResumePoint, can_resume, last_good_checkpoint
 from tools.plan.remediation import Remediation, plan_remediation
 
 
-def evaluate_job(job: JobState, thresholds: Any = None) -> JobState:
+def evaluate_job(
+    job: JobState,
+    thresholds: Any = None,
+    *,
+    on_progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> JobState:
+    """Evaluate the trained model; the job ends succeeded, or evals_failed (trained, but the evals failed).
+
+    Evals that cannot run (a broken model folder, a stop asked for, an error) are a failed ``evals_ran`` check with
+    the reason, never a traceback and never a job that reads as if its training had failed.
+    """
     spec = require_spec(job)
     if not job.attempts or job.attempts[-1].status != "succeeded" or job.prepared is None:
         raise GuardRefusal("there is no successful training attempt to evaluate")
-    job.record("evals", "started", "evaluating the trained model against the base model")
-    result = run_evals(
-        spec,
-        job.attempts[-1],
-        base_model_path=resolve_model(spec.model_name).path,
-        train_records=training_records(job.prepared.data),
-        tokenizer=load_tokenizer(spec.model_name),
-        thresholds=thresholds or EvalThresholds.from_config(),
+    t = thresholds or EvalThresholds.from_config()
+    job.record(
+        "evals",
+        "started",
+        f"evaluating the trained model against the base model: up to {t.max_heldout_rows} held-out rows, "
+        f"{t.n_generations} generations of at most {t.max_new_tokens} tokens",
+        thresholds=t.model_dump(mode="json"),
     )
-    status = JobStatus.SUCCEEDED if result.passed else JobStatus.FAILED
+    progress = EvalProgress(on_progress, should_stop)
+    try:
+        result = run_evals(
+            spec,
+            job.attempts[-1],
+            base_model_path=resolve_model(spec.model_name).path,
+            train_records=training_records(job.prepared.data),
+            tokenizer=load_tokenizer(spec.model_name),
+            thresholds=t,
+            progress=progress,
+        )
+    except Exception as exc:  # the training's model stays; the evals' failure is the job's outcome, with its reason
+        reason = str(exc) if isinstance(exc, AegisError) else f"{type(exc).__name__}: {exc}"
+        result = EvalResult(
+            passed=False,
+            checks=[EvalCheck(name="evals_ran", passed=False, detail=f"the evals could not run: {reason[:500]}")],
+            metrics=progress.timing_metrics(),
+        )
+    status = JobStatus.SUCCEEDED if result.passed else JobStatus.EVALS_FAILED
     job = job.model_copy(update={"eval_result": result, "status": status})
     failed = [c.name for c in result.checks if not c.passed]
     job.record(
         "evals",
         "completed" if result.passed else "failed",
-        "all checks passed" if result.passed else f"failed checks: {', '.join(failed)}",
+        "all checks passed" if result.passed else f"trained, but the evals failed: {eval_failure(result)}",
         checks=[c.model_dump(mode="json") for c in result.checks],
         metrics=result.metrics,
+        failed_checks=failed,
+        eval_seconds=result.metrics.get("eval_seconds"),
     )
     return job
+
+
+def eval_failure(result: EvalResult) -> str:
+    """Why the evals failed, in a line: the checks that failed, or why they could not run."""
+    failed = [c for c in result.checks if not c.passed]
+    ran = next((c for c in failed if c.name == "evals_ran"), None)
+    if ran is not None:
+        return ran.detail
+    return "failed checks: " + ", ".join(c.name for c in failed) if failed else "no check failed"
 
 
 def remediate_job(job: JobState) -> JobState:

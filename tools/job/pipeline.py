@@ -53,7 +53,7 @@ def run_pipeline(
             break
         last = job.attempts[-1]
         if last.status == "succeeded":
-            job = evaluate_job(job)
+            job = evaluate_job(job, on_progress=on_progress)
             break
         if last.status == "interrupted" or last.failure_class not in REMEDIATE_ON:
             break

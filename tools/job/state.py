@@ -28,7 +28,14 @@ from tools.policy.records import Binding
 from tools.policy.store import SpendStore
 
 TERMINAL: frozenset[JobStatus] = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.REFUSED}
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.EVALS_FAILED,
+        JobStatus.FAILED,
+        JobStatus.INTERRUPTED,
+        JobStatus.CANCELLED,
+        JobStatus.REFUSED,
+    }
 )
 Executor = Literal["local", "modal"]
 ProgressFn = Callable[[dict[str, Any]], None]

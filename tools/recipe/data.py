@@ -1,8 +1,14 @@
-"""The one dataset reader: records from a .jsonl, .json (a list or {"data": [...]}), .csv or .parquet file.
+"""The one dataset reader: records from a file or a folder of files, in every format Aegis trains on.
 
-Pre-flight (through tools/inputs/dataset.py) and the training script read files with these functions
-and check rows with the same rules, so a file that passes pre-flight is a file the script can train on.
-Every problem is a bad_data RecipeFailure naming the file and the line or row.
+Files: .jsonl (one object per line), .json (a list of objects, or an object holding that list under one of
+the keys in JSON_RECORD_KEYS, e.g. {"data": [...]}), .csv and .parquet. A folder: every such file in it and
+its subfolders (hidden ones skipped), in name order, all in one format. Rows: plain 'text',
+'prompt'/'completion', alpaca 'instruction'/'input'/'output', chat 'messages' (role/content) or ShareGPT
+'conversations' (from/value; human → user, gpt → assistant).
+
+Pre-flight, the estimator and the evals (through tools/inputs/dataset.py) and the training script read
+data with these functions and check rows with the same rules, so a file that passes pre-flight is a file
+the script can train on. Every problem is a bad_data RecipeFailure naming the file and the line or row.
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from tools.recipe.exits import EXIT_BAD_DATA, RecipeFailure
-from tools.recipe.formatting import FORMATS, IGNORE_INDEX, detect_format, encode_record, to_messages
+from tools.recipe.formatting import FORMATS, IGNORE_INDEX, chat_turns, detect_format, encode_record, to_messages
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TABLE_SUFFIXES = (".csv", ".parquet")  # read through `datasets` (pandas/pyarrow), not by hand
+# A .json file that is an object holds its records under the first of these keys that is a list.
+JSON_RECORD_KEYS = ("data", "train", "examples", "records", "rows", "instances")
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "text": ("text",),
     "prompt_completion": ("prompt", "completion"),
     "instruction": ("instruction", "output"),
-    "messages": ("messages",),
+    "messages": (),  # 'messages' or 'conversations': checked by row_problem
 }
 
 Example = tuple[list[int], list[int]]  # token ids and labels (prompt masked with IGNORE_INDEX)
@@ -36,13 +44,34 @@ def check_suffix(name: str, suffix: str) -> str:
     """The file's type in lower case, or a failure naming the types this reader knows."""
     suffix = suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise bad_data(f"dataset '{name}' has an unsupported type; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+        raise bad_data(
+            f"dataset '{name}' has an unsupported type; use one of {', '.join(SUPPORTED_SUFFIXES)}, "
+            "or a folder of such files"
+        )
     return suffix
 
 
+def folder_files(folder: Path) -> list[Path]:
+    """The data files of a folder and its subfolders, in name order; hidden files and folders are skipped."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        parts = path.relative_to(folder).parts
+        if path.suffix.lower() in SUPPORTED_SUFFIXES and not any(p.startswith(".") for p in parts) and path.is_file():
+            found.append(path)
+    if not found:
+        raise bad_data(f"dataset folder '{folder}' holds no {', '.join(SUPPORTED_SUFFIXES)} file")
+    return found
+
+
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a dataset file (the script's copy of the data; the host opens files through its safe reader)."""
+    """Records of a dataset file or folder (the script's copy of the data; the host opens files safely first)."""
     file = Path(path)
+    if file.is_dir():
+        return join_files([(str(f.relative_to(file)), _read_file(f)) for f in folder_files(file)], name=str(file))
+    return _read_file(file)
+
+
+def _read_file(file: Path) -> list[dict[str, Any]]:
     suffix = check_suffix(str(file), file.suffix)
     if suffix in TABLE_SUFFIXES:
         return read_table(file, suffix)
@@ -51,6 +80,18 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise bad_data(f"dataset '{file}' cannot be read: {exc.strerror or exc}") from None
     return parse_records(data, suffix, name=str(file))
+
+
+def join_files(parts: list[tuple[str, list[dict[str, Any]]]], *, name: str) -> list[dict[str, Any]]:
+    """The records of a folder's files, in order; the files must share one format, or the mix is named."""
+    formats: dict[str, str] = {}
+    for file, records in parts:
+        if records:
+            formats[file] = resolve_format(records, "auto", source=f"dataset '{name}' file '{file}'")
+    if len(set(formats.values())) > 1:
+        mix = ", ".join(f"'{file}' is {fmt}" for file, fmt in formats.items())
+        raise bad_data(f"dataset folder '{name}' mixes formats ({mix}); keep one format per folder")
+    return [record for _file, records in parts for record in records]
 
 
 def parse_records(data: bytes, suffix: str, *, name: str) -> list[dict[str, Any]]:
@@ -91,8 +132,15 @@ def _read_json(text: str, name: str) -> list[dict[str, Any]]:
         raise bad_data(f"dataset '{name}' is not valid JSON (line {exc.lineno}): {exc.msg}") from None
     except RecursionError:
         raise bad_data(f"dataset '{name}' is not usable JSON: nested too deeply") from None
-    if isinstance(value, dict) and isinstance(value.get("data"), list):
-        value = value["data"]
+    if isinstance(value, dict):
+        key = next((k for k in JSON_RECORD_KEYS if isinstance(value.get(k), list)), None)
+        if key is None:
+            keys = ", ".join(repr(k) for k in JSON_RECORD_KEYS)
+            raise bad_data(
+                f"dataset '{name}' is a JSON object without a list of records under any of {keys} "
+                f"(found {sorted(value)[:8]})"
+            )
+        value = value[key]
     if not isinstance(value, list):
         raise bad_data(f"dataset '{name}' must hold a JSON list of records or an object with a 'data' list")
     for number, item in enumerate(value, start=1):
@@ -131,12 +179,13 @@ def row_problem(record: dict[str, Any], fmt: str) -> str | None:
     if fmt == "text" and not isinstance(record["text"], str):
         return "has a 'text' that is not a string"
     if fmt == "messages":
-        if not isinstance(record["messages"], list):
-            return "has 'messages' that is not a list"
+        if chat_turns(record) is None:
+            return f"has no 'messages' or 'conversations' list (found {sorted(record)})"
+        key = "messages" if isinstance(record.get("messages"), list) else "conversations"
         try:
             to_messages(record, fmt)
         except (KeyError, TypeError, ValueError) as exc:
-            return f"has unusable 'messages' ({exc})"
+            return f"has unusable '{key}' ({str(exc).strip(chr(39))})"
     return None
 
 

@@ -10,11 +10,49 @@ from __future__ import annotations
 IGNORE_INDEX = -100
 FORMATS = ("text", "prompt_completion", "instruction", "messages")
 FALLBACK_PROMPT = "### Instruction:\n{prompt}\n\n### Response:\n"
+# A chat is "messages" (role/content turns) or ShareGPT's "conversations" (from/value turns): one format.
+CHAT_KEYS = ("messages", "conversations")
+# ShareGPT's speaker names, and the roles a chat template knows them by.
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
+
+
+def chat_turns(record: dict) -> list | None:
+    """The record's chat turns: its 'messages', else its ShareGPT 'conversations'; None when it has neither."""
+    for key in CHAT_KEYS:
+        if isinstance(record.get(key), list):
+            return record[key]
+    return None
+
+
+def chat_message(turn: object) -> dict:
+    """One turn as {role, content}: OpenAI's role/content, or ShareGPT's from/value with its speakers mapped."""
+    if not isinstance(turn, dict):
+        raise TypeError(f"a chat turn is a {type(turn).__name__}, not an object")
+    if "role" in turn:
+        return {"role": str(turn["role"]), "content": str(turn.get("content") or "")}
+    if "from" in turn:
+        speaker = str(turn["from"]).strip().lower()
+        if speaker not in SHAREGPT_ROLES:
+            known = ", ".join(sorted(SHAREGPT_ROLES))
+            raise ValueError(f"a ShareGPT turn comes from '{turn['from']}'; known speakers are {known}")
+        return {"role": SHAREGPT_ROLES[speaker], "content": str(turn.get("value") or "")}
+    raise KeyError(f"a chat turn has neither 'role'/'content' nor 'from'/'value' (found {sorted(turn)})")
 
 
 def detect_format(record: dict) -> str:
     """Name the format a record is in, or raise ValueError naming the columns it has."""
-    if isinstance(record.get("messages"), list):
+    if chat_turns(record) is not None:
         return "messages"
     if "instruction" in record and "output" in record:
         return "instruction"
@@ -24,7 +62,7 @@ def detect_format(record: dict) -> str:
         return "text"
     raise ValueError(
         f"no usable text column (found {sorted(record)}); expected 'text', 'prompt'/'completion', "
-        "'instruction'/'input'/'output' or chat 'messages'"
+        "'instruction'/'input'/'output' (alpaca), chat 'messages' or ShareGPT 'conversations'"
     )
 
 
@@ -41,10 +79,13 @@ def to_messages(record: dict, fmt: str) -> tuple[list[dict], str] | None:
     if fmt == "prompt_completion":
         return [{"role": "user", "content": str(record["prompt"])}], str(record["completion"])
     if fmt == "messages":
-        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in record["messages"]]
+        turns = chat_turns(record)
+        if turns is None:
+            raise KeyError("a chat record needs a 'messages' or 'conversations' list")
+        messages = [chat_message(turn) for turn in turns]
         last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
         if last is None:
-            raise ValueError("a 'messages' record has no assistant turn to learn from")
+            raise ValueError("a chat record has no assistant turn to learn from")
         return messages[:last], messages[last]["content"]
     raise ValueError(f"unknown dataset format '{fmt}'; use one of {', '.join(FORMATS)}")
 

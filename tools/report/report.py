@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from tools.core.paths import TEMPLATES_DIR
 from tools.core.runlog import RunFolder
 from tools.core.spec import BudgetPolicy, CostEstimate, EvalResult, ExecutionResult, RunEvent, TrainingSpec
+from tools.core.status import JobStatus
 from tools.plan.preflight import PreflightReport
 from tools.plan.remediation import Remediation
 
@@ -192,7 +193,7 @@ def _summary(
         evals = f"{'passed' if eval_result.passed else 'failed'} ({ok}/{len(eval_result.checks)} checks)"
     decided = gate.get("decision") or gate.get("outcome") or DASH
     return [
-        ("Outcome", outcome),
+        ("Outcome", outcome_words(outcome)),
         ("Model", spec.model_name),
         ("Method", spec.method),
         ("GPU", f"{spec.num_gpus}× {spec.target_gpu}" + (f" ({attempts[-1].executor})" if attempts else "")),
@@ -210,7 +211,20 @@ def _summary(
         ),
         ("Gate decision", f"{decided} by {gate.get('decided_by') or DASH}"),
         ("Evaluation", evals),
+        ("Evaluation time", _eval_time(eval_result)),
     ]
+
+
+def _eval_time(eval_result: EvalResult | None) -> str:
+    seconds = eval_result.metrics.get("eval_seconds") if eval_result else None
+    return DASH if not isinstance(seconds, int | float) else minutes(float(seconds))
+
+
+def outcome_words(outcome: str) -> str:
+    """The outcome as a person reads it: evals_failed says the model was trained and kept."""
+    if outcome == JobStatus.EVALS_FAILED:
+        return "evals_failed: trained (the model is kept), but the evals failed"
+    return outcome
 
 
 def plot_loss_curve(attempts: list[ExecutionResult], path: Path) -> Path | None:

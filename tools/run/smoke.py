@@ -89,6 +89,26 @@ def shrink_config(config: Any, vocab_size: int, special_ids: dict[str, int | Non
         updates["n_inner"] = SHRUNK_WIDTH["intermediate_size"]
     for key, value in updates.items():
         setattr(shrunk, key, value)
+    return _per_layer_lists_cut(shrunk, int(getattr(config, "num_hidden_layers", 0) or 0))
+
+
+def _per_layer_lists_cut(shrunk: Any, layers: int) -> Any:
+    """Lists with one entry per layer (qwen2's layer_types, ...) cut to the shrunken depth, and the result checked.
+
+    A config whose per-layer list no longer matches its depth is refused by transformers when the model is built.
+    """
+    from transformers import AutoConfig
+
+    values = shrunk.to_dict()
+    for key, value in values.items():
+        if layers > SHRUNK_LAYERS and isinstance(value, list) and len(value) == layers:
+            setattr(shrunk, key, value[:SHRUNK_LAYERS])
+    values = shrunk.to_dict()
+    model_type = values.pop("model_type")
+    try:
+        AutoConfig.for_model(model_type, **values)
+    except Exception as exc:  # the config classes validate themselves with many error types
+        raise AegisError(f"cannot shrink the '{model_type}' architecture for the CPU smoke run: {exc}") from None
     return shrunk
 
 
