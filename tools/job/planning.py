@@ -77,7 +77,8 @@ def estimate_job(job: JobState, *, measured: MeasuredTime | None = None) -> JobS
     resume = job.resume
     if resume is not None:
         stats = model_stats(inputs["model_config"], trust_remote_code=spec.trust_remote_code)
-        target, saved_s, saved_usd = price_resumed(target, resume.step, startup_seconds(stats, spec.target_gpu))
+        startup = measured.startup_seconds if measured else startup_seconds(stats, spec.target_gpu)
+        target, saved_s, saved_usd = price_resumed(target, resume.step, startup)  # the estimate's own startup
         if spec.target_gpu != "cpu":
             local, _, _ = price_resumed(local, resume.step, startup_seconds(stats, "cpu"))
         else:
