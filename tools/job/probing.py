@@ -9,13 +9,11 @@ full run, whose approval asks again, now showing a measured time.
 
 from __future__ import annotations
 
-import json
-import statistics
-
 from tools.core.measured import MeasuredTime
 from tools.core.money import usd
 from tools.core.spec import TrainingSpec
 from tools.job.state import JobState, require_estimate, require_spec
+from tools.run.probe import step_timing
 
 PROBE_ATTEMPT_STEPS = 6  # the first is warm-up; the median of the other intervals is the step
 
@@ -38,25 +36,17 @@ def measured_by_probe(job: JobState) -> MeasuredTime | None:
     """Seconds per step and the fixed start of the job's last attempt, read from its metrics; None if too short."""
     if not job.attempts or job.attempts[-1].status != "succeeded":
         return None
-    metrics = job.folder.attempt_dir(len(job.attempts)) / "metrics.jsonl"
-    records = []
-    for line in metrics.read_text(encoding="utf-8").splitlines() if metrics.is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    elapsed = [r["elapsed_s"] for r in records if r.get("type") == "step"]
-    end = next((r for r in records if r.get("type") == "end"), None)
-    if len(elapsed) < 2 or end is None:
-        return None
-    step = statistics.median(b - a for a, b in zip(elapsed, elapsed[1:], strict=False))
     result = job.attempts[-1]
+    metrics = job.folder.attempt_dir(len(job.attempts)) / "metrics.jsonl"
+    timing = step_timing(metrics, result.duration_s)
+    if timing is None:
+        return None
     return MeasuredTime(
-        step_seconds=step,
-        startup_seconds=max(result.duration_s - float(end["train_seconds"]), 0.0),
-        precision=str(end.get("dtype") or "auto"),
+        step_seconds=timing.step_seconds,
+        startup_seconds=timing.startup_seconds,
+        precision=timing.dtype or "auto",
         source=(
-            f"measured: probe attempt of {len(elapsed)} steps on {result.num_gpus}x {result.gpu}, "
+            f"measured: probe attempt of {timing.steps} steps on {result.num_gpus}x {result.gpu}, "
             f"billed {usd(result.actual_cost_usd)}"
         ),
     )

@@ -16,9 +16,10 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
-import torch
 from pydantic import BaseModel, ConfigDict
 
 from tools.core.errors import AegisError
@@ -29,7 +30,7 @@ from tools.core.spec import TrainingSpec
 from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import PreparedData
 from tools.recipe.precision import cpu_supports_bf16
-from tools.run.local import available_cores, run_local
+from tools.run.local import MetricsTail, available_cores, run_local
 from tools.run.render import render_script, render_source
 
 PROBE_STEPS = 4  # the first is warm-up (allocations, lazy kernels); the other three are timed
@@ -44,7 +45,6 @@ class ProbeRun(BaseModel):
     precision: str
     micro_seconds: float
     startup_seconds: float
-    tokens_per_s: float
 
 
 def machine_id() -> str:
@@ -57,7 +57,7 @@ def machine_id() -> str:
                 break
     except OSError:
         pass
-    return f"{model or 'unknown CPU'}, {available_cores()} cores, torch {torch.__version__}"
+    return f"{model or 'unknown CPU'}, {available_cores()} cores, torch {version('torch')}"
 
 
 def candidate_precisions(spec: TrainingSpec) -> list[str]:
@@ -107,28 +107,35 @@ def _probe_one(spec: TrainingSpec, data: PreparedData, model_path: str, workdir:
         extra={"max_steps": PROBE_STEPS, "precision": precision},
     )
     result = run_local(probe_spec, workdir, rendered, timeout_s=PROBE_TIMEOUT_S, memory_limit_mb=None)
-    records = _records(rendered.metrics_path)
-    elapsed = [r["elapsed_s"] for r in records if r.get("type") == "step"]
-    end = next((r for r in records if r.get("type") == "end"), None)
-    if result.status != "succeeded" or len(elapsed) < 2 or end is None:
+    timing = step_timing(rendered.metrics_path, result.duration_s) if result.status == "succeeded" else None
+    if timing is None:
         raise AegisError(f"the probe run failed ({result.failure_class}): {result.error_message or 'no error text'}")
-    micro = statistics.median(b - a for a, b in zip(elapsed, elapsed[1:], strict=False))
-    return ProbeRun(
-        precision=precision,
-        micro_seconds=micro,
-        startup_seconds=max(result.duration_s - float(end["train_seconds"]), 0.0),
-        tokens_per_s=float(end.get("tokens_per_s") or 0.0),
+    return ProbeRun(precision=precision, micro_seconds=timing.step_seconds, startup_seconds=timing.startup_seconds)
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """What a finished run's metrics say about its speed."""
+
+    step_seconds: float  # median interval between steps: the first step (warm-up) only starts the clock
+    startup_seconds: float  # the run's wall time less the script's own train_seconds
+    steps: int
+    dtype: str | None
+
+
+def step_timing(metrics_path: Path, duration_s: float) -> StepTiming | None:
+    """Seconds per step and the fixed start, from a finished run's metrics; None with fewer than two steps."""
+    records = MetricsTail(metrics_path).read_new()
+    elapsed = [float(r["elapsed_s"]) for r in records if r.get("type") == "step"]
+    end = next((r for r in records if r.get("type") == "end"), None)
+    if len(elapsed) < 2 or end is None:
+        return None
+    return StepTiming(
+        step_seconds=statistics.median(b - a for a, b in zip(elapsed, elapsed[1:], strict=False)),
+        startup_seconds=max(duration_s - float(end["train_seconds"]), 0.0),
+        steps=len(elapsed),
+        dtype=end.get("dtype"),
     )
-
-
-def _records(path: Path) -> list[dict]:
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
 
 
 def _cache_dir() -> Path:
