@@ -10,6 +10,7 @@ from tools.core.errors import AegisError
 from tools.core.spec import TrainingSpec
 from tools.inputs.prepared import prepare
 from tools.plan.estimator import estimate
+from tools.run.local import MetricsTail
 from tools.run.probe import PROBE_STEPS, candidate_precisions, probe_cpu
 from tools.run.render import render_script
 
@@ -91,3 +92,15 @@ def test_the_run_uses_the_precision_the_probe_measured(tmp_path: Path) -> None:
         render_script(
             _spec(), tmp_path, model_path="/m", dataset_path=DATA, eval_dataset_path=None, extra={"precision": "x"}
         )
+
+
+def test_a_stop_ends_the_probe_and_nothing_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(tmp_path / "cache"))
+    spec = _spec(precision="fp32")
+    prepared = prepare(spec, tmp_path / "data")
+    with pytest.raises(AegisError, match="the probe was stopped"):
+        probe_cpu(spec, prepared.data, tmp_path / "probe", should_stop=lambda: True)
+    assert not list((tmp_path / "cache").glob("probes/*.json"))
+    assert not any(
+        r.get("type") == "end" for r in MetricsTail(tmp_path / "probe" / "fp32" / "metrics.jsonl").read_new()
+    )

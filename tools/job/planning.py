@@ -8,6 +8,7 @@ from tools.core.measured import MeasuredTime
 from tools.core.paths import resolve_dataset_path
 from tools.core.spec import TrainingSpec
 from tools.core.status import JobStatus
+from tools.core.stop import stop_requested
 from tools.inputs.model_config import load_model_config, model_stats
 from tools.inputs.prepared import PreparedSpec, prepare
 from tools.job.state import JobState, require_spec
@@ -121,7 +122,10 @@ def _probe(job: JobState, spec: TrainingSpec, prepared: PreparedSpec) -> Measure
         return None
     job.record("probe", "started", "timing a few real training steps on this CPU")
     try:
-        measured = probe_cpu(spec, prepared.data, job.folder.root / "probe")
+        # A stop (Ctrl-C, SIGTERM, a Stop button) ends the probe at once; run_job then starts nothing.
+        measured = probe_cpu(
+            spec, prepared.data, job.folder.root / "probe", should_stop=lambda: stop_requested(job.thread)
+        )
     except AegisError as exc:
         job.record("probe", "failed", f"time stays modelled: {exc}")
         return None

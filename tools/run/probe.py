@@ -27,6 +27,7 @@ from tools.core.measured import MeasuredTime
 from tools.core.paths import aegis_home
 from tools.core.settings import settings
 from tools.core.spec import TrainingSpec
+from tools.core.stop import StopCheck
 from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import PreparedData
 from tools.recipe.precision import cpu_supports_bf16
@@ -94,7 +95,9 @@ def _probe_key(spec: TrainingSpec, data: PreparedData, model_path: str) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _probe_one(spec: TrainingSpec, data: PreparedData, model_path: str, workdir: Path, precision: str) -> ProbeRun:
+def _probe_one(
+    spec: TrainingSpec, data: PreparedData, model_path: str, workdir: Path, precision: str, stop: StopCheck | None
+) -> ProbeRun:
     """PROBE_STEPS steps of one micro-batch each, no evals: the micro-batch's seconds and the fixed start."""
     probe_spec = spec.model_copy(update={"gradient_accumulation_steps": 1, "eval_split": 0.0})
     rendered = render_script(
@@ -106,7 +109,9 @@ def _probe_one(spec: TrainingSpec, data: PreparedData, model_path: str, workdir:
         device="cpu",
         extra={"max_steps": PROBE_STEPS, "precision": precision},
     )
-    result = run_local(probe_spec, workdir, rendered, timeout_s=PROBE_TIMEOUT_S, memory_limit_mb=None)
+    result = run_local(probe_spec, workdir, rendered, timeout_s=PROBE_TIMEOUT_S, memory_limit_mb=None, should_stop=stop)
+    if result.status == "interrupted":
+        raise AegisError("the probe was stopped: a stop was requested")
     timing = step_timing(rendered.metrics_path, result.duration_s) if result.status == "succeeded" else None
     if timing is None:
         raise AegisError(f"the probe run failed ({result.failure_class}): {result.error_message or 'no error text'}")
@@ -143,7 +148,9 @@ def _cache_dir() -> Path:
     return (settings().preflight_cache or aegis_home() / "preflight").expanduser() / "probes"
 
 
-def probe_cpu(spec: TrainingSpec, data: PreparedData, workdir: Path) -> MeasuredTime:
+def probe_cpu(
+    spec: TrainingSpec, data: PreparedData, workdir: Path, *, should_stop: StopCheck | None = None
+) -> MeasuredTime:
     """The measured step and startup of this spec on this CPU, in the faster precision; cached.
 
     Raises AegisError when the real model cannot run here; the caller then falls back to the modelled time.
@@ -158,7 +165,7 @@ def probe_cpu(spec: TrainingSpec, data: PreparedData, workdir: Path) -> Measured
         except ValueError:
             cache.unlink(missing_ok=True)  # a torn or foreign file: measure again
     started = time.monotonic()
-    runs = [_probe_one(spec, data, model_path, workdir / p, p) for p in candidate_precisions(spec)]
+    runs = [_probe_one(spec, data, model_path, workdir / p, p, should_stop) for p in candidate_precisions(spec)]
     best = min(runs, key=lambda r: r.micro_seconds)
     compared = ", ".join(f"{r.precision} {r.micro_seconds:.2f} s" for r in runs)
     source = (
