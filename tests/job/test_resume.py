@@ -166,7 +166,9 @@ def test_an_out_of_memory_retry_resumes_with_the_smaller_micro_batch(tmp_path, m
 def test_nan_at_a_known_step_resumes_with_half_the_learning_rate_and_finishes(tmp_path):
     # Warm-up to lr 1e6 over 3 steps: step 1 trains at 0, step 2 at 3.3e5, whose update overflows the activations
     # of step 3 (measured). The checkpoint after step 2 holds that update, so the retry rewinds to step 1.
-    spec = parse_spec(tiny(micro_batch_size=4, learning_rate=1e6, warmup_steps=3, max_steps=3))
+    # Precision is pinned: with 'auto' the CPU probe picks the faster of fp32 and bf16, and in fp32 the halved
+    # rate overflows too (measured), so the number of retries would follow the machine's speed.
+    spec = parse_spec(tiny(micro_batch_size=4, learning_rate=1e6, warmup_steps=3, max_steps=3, precision="bf16"))
     job = run_pipeline(new_job(FREE), spec, ask=approve)
 
     first, retry = job.attempts[0], job.attempts[1]
