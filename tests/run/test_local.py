@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -314,6 +315,46 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     while not _gone(grandchild) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(grandchild)
+
+
+def test_killing_the_process_that_ran_it_stops_the_run(tmp_path: Path) -> None:
+    # The smoke run and the CPU probe call run_local with no watchdog of their own: SIGKILL of aegis in the
+    # middle of one must not leave its training behind.
+    spec, rendered = _script(
+        tmp_path,
+        """
+        import os, time
+        open("script.pid", "w").write(str(os.getpid()))
+        time.sleep(300)
+        """,
+    )
+    (tmp_path / "spec.json").write_text(spec.model_dump_json(), encoding="utf-8")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", RUN_FROM_ANOTHER_PROCESS, str(tmp_path)], cwd=Path(__file__).resolve().parents[2]
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "script.pid").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    script = int((tmp_path / "script.pid").read_text())
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while not _gone(script) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(script)
+
+
+RUN_FROM_ANOTHER_PROCESS = """
+import sys
+from pathlib import Path
+from tools.core.spec import TrainingSpec
+from tools.run.local import run_local
+from tools.run.render import RenderedScript
+folder = Path(sys.argv[1])
+spec = TrainingSpec.model_validate_json((folder / "spec.json").read_text())
+rendered = RenderedScript.from_paths(folder / "train.py", folder / "config.json")
+run_local(spec, folder, rendered, timeout_s=300, memory_limit_mb=None)
+"""
 
 
 def test_ctrl_c_in_the_parent_interrupts_the_run(tmp_path: Path) -> None:

@@ -95,6 +95,25 @@ def test_a_smoke_run_that_fails_stops_the_gpu_run(tmp_path):
     assert failed.name == "cpu_smoke_run" and "no_such_proj" in failed.detail
 
 
+def test_a_torn_smoke_cache_entry_runs_the_smoke_run_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(tmp_path / "cache"))
+    prepared = prepare(parse_spec(tiny_spec(ROOT / "data/sample.jsonl", target_gpu="a10g")), tmp_path / "data")
+    assert run_preflight(prepared, tmp_path / "one", device="cuda").passed
+    (entry,) = (tmp_path / "cache").glob("*.json")
+    entry.write_text('{"steps": 2, "seco', encoding="utf-8")  # a crash or a full disk in the middle of a write
+    again = run_preflight(prepared, tmp_path / "two", device="cuda")
+    assert again.passed and not again.smoke.get("cached") and (tmp_path / "two/smoke/metrics.jsonl").is_file()
+    assert json.loads(entry.read_text(encoding="utf-8"))["steps"] == 2  # whole again
+
+
+def test_a_stop_ends_the_smoke_run_and_nothing_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(tmp_path / "cache"))
+    prepared = prepare(parse_spec(tiny_spec(ROOT / "data/sample.jsonl", target_gpu="a10g")), tmp_path / "data")
+    report = run_preflight(prepared, tmp_path / "pf", device="cuda", should_stop=lambda: True)
+    assert not report.passed and "stopped" in report.failures[0].detail
+    assert not list((tmp_path / "cache").glob("*.json"))
+
+
 def test_cpu_runs_skip_the_smoke_run_and_report_truncation(tmp_path):
     spec = parse_spec(tiny_spec(ROOT / "data/text.jsonl", seq_len=32))
     report = run_preflight(prepare(spec, tmp_path / "data"), tmp_path / "pf", device="cpu")

@@ -148,7 +148,12 @@ def preflight_job(job: JobState) -> JobState:
     device = "cpu" if spec.target_gpu == "cpu" else "cuda"
     if job.prepared is None or job.prepared.spec_hash != spec.spec_hash():
         raise GuardRefusal("the data of the current spec has not been read; estimate it first")
-    report = run_preflight(job.prepared, job.folder.root / "preflight" / spec.spec_hash()[:12], device=device)
+    report = run_preflight(
+        job.prepared,
+        job.folder.root / "preflight" / spec.spec_hash()[:12],
+        device=device,
+        should_stop=lambda: stop_requested(job.thread),
+    )
     job = job.model_copy(update={"preflight": report})
     job.record(
         "preflight",

@@ -36,6 +36,7 @@ from tools.core.status import FailureClass
 from tools.core.stop import StopCheck
 from tools.run.failures import classify_failure, error_lines
 from tools.run.render import RenderedScript
+from tools.run.watchdog import Watchdog
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 SECRET_PREFIXES = ("OPENAI_", "LANGSMITH_", "LANGCHAIN_", "MODAL_", "AWS_", "HF_TOKEN")
@@ -169,7 +170,9 @@ def run_local(
 ) -> ExecutionResult:
     """Run one attempt to its end, its time limit, a stop request or Ctrl-C, and report what really happened.
 
-    on_start: called with the child's pid (its process group) as soon as it runs: the watchdog's hook.
+    on_start: called with the child's pid (its process group) as soon as it runs: the caller's own watchdog
+    hook (an attempt's, which books the attempt after a kill). Without one, a watchdog with nothing to book
+    guards the run here, so no caller (the smoke run, the probe) can leave a training behind if aegis is killed.
     """
     workdir = Path(workdir)
     log_path = workdir / "train.log"
@@ -178,15 +181,20 @@ def run_local(
     watch = _Watch(started=time.monotonic(), timeout_s=timeout_s)
     with open(log_path, "wb") as log:
         proc = _start(_command(spec, rendered), workdir, log, memory_limit_mb)
+        guard: Watchdog | None = None
         try:
             if on_start is not None:
                 on_start(proc.pid)
+            else:
+                guard = Watchdog.start(proc.pid, [])
             watch.follow(proc, tail, on_progress, should_stop)
         except KeyboardInterrupt:
             watch.interrupted = True
         finally:
             # Always: a timeout, Ctrl-C, a failing callback, or stray children of a finished script.
             kill_group(proc)
+            if guard is not None:
+                guard.release()
     duration = time.monotonic() - watch.started
     tail.read_new()
     return result_from_records(

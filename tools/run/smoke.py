@@ -19,6 +19,7 @@ from tools.core.errors import AegisError
 from tools.core.paths import aegis_home, model_cache_dir
 from tools.core.settings import settings
 from tools.core.spec import TrainingSpec
+from tools.core.stop import StopCheck
 from tools.inputs.local_models import resolve_model
 from tools.inputs.model_config import load_model_config
 from tools.inputs.prepared import PreparedData, PreparedSpec
@@ -192,14 +193,25 @@ def _smoke_key(spec: TrainingSpec, data: PreparedData, model_folder: Path) -> st
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def smoke_run(spec: TrainingSpec, data: PreparedData, workdir: Path) -> tuple[PreflightCheck, dict[str, Any]]:
+def _cached_smoke(path: Path) -> dict[str, Any] | None:
+    """A smoke run that passed earlier; None when there is none, or the entry is torn or foreign (run again)."""
+    try:
+        smoke = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return smoke if isinstance(smoke, dict) and isinstance(smoke.get("steps"), int) else None
+
+
+def smoke_run(
+    spec: TrainingSpec, data: PreparedData, workdir: Path, should_stop: StopCheck | None = None
+) -> tuple[PreflightCheck, dict[str, Any]]:
     """Two real training steps of the rendered script on this CPU, on the shrunken model and the real data."""
     cpu_spec, changed = smoke_spec(spec)
     model_folder, model_note = build_shrunken_model(cpu_spec)
     key = _smoke_key(cpu_spec, data, model_folder)
     cached = _smoke_cache_dir() / f"{key}.json"
-    if cached.is_file():
-        smoke = json.loads(cached.read_text(encoding="utf-8"))
+    smoke = _cached_smoke(cached)
+    if smoke is not None:
         detail = f"{smoke['steps']} CPU steps passed earlier with the same script, data and model ({model_note})"
         return PreflightCheck(name="cpu_smoke_run", status="pass", detail=detail), {**smoke, "cached": True}
     rendered = render_script(
@@ -211,7 +223,9 @@ def smoke_run(spec: TrainingSpec, data: PreparedData, workdir: Path) -> tuple[Pr
         device="cpu",
         extra={"max_steps": SMOKE_STEPS},
     )
-    result = run_local(cpu_spec, workdir, rendered, timeout_s=SMOKE_TIMEOUT_S, memory_limit_mb=None)
+    result = run_local(
+        cpu_spec, workdir, rendered, timeout_s=SMOKE_TIMEOUT_S, memory_limit_mb=None, should_stop=should_stop
+    )
     smoke = {
         "steps": result.steps_completed,
         "seconds": round(result.duration_s, 1),
@@ -220,6 +234,9 @@ def smoke_run(spec: TrainingSpec, data: PreparedData, workdir: Path) -> tuple[Pr
         "changes": changed,
         "log": result.log_path,
     }
+    if result.status == "interrupted":
+        detail = "the CPU smoke run was stopped: a stop was requested"
+        return PreflightCheck(name="cpu_smoke_run", status="fail", detail=detail), smoke
     if result.status != "succeeded" or result.steps_completed < 1:
         detail = (
             f"the script bound for {spec.target_gpu} failed its CPU smoke run ({result.failure_class}): "
@@ -227,7 +244,9 @@ def smoke_run(spec: TrainingSpec, data: PreparedData, workdir: Path) -> tuple[Pr
         )
         return PreflightCheck(name="cpu_smoke_run", status="fail", detail=detail), smoke
     cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(smoke), encoding="utf-8")
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(smoke), encoding="utf-8")
+    tmp.replace(cached)  # whole or absent: a crash or a full disk never leaves a torn entry
     adjusted = f"; for the CPU: {', '.join(changed)}" if changed else ""
     detail = (
         f"{result.steps_completed} training steps on this CPU in {result.duration_s:.0f} s, loss "
@@ -239,7 +258,9 @@ def smoke_run(spec: TrainingSpec, data: PreparedData, workdir: Path) -> tuple[Pr
 # -- all of it ----------------------------------------------------------------------------------
 
 
-def run_preflight(prepared: PreparedSpec, workdir: Path, *, device: str) -> PreflightReport:
+def run_preflight(
+    prepared: PreparedSpec, workdir: Path, *, device: str, should_stop: StopCheck | None = None
+) -> PreflightReport:
     """Every check for one prepared spec; the smoke run only for a GPU-bound run (a CPU run is itself free).
 
     The data checks judge what was measured when the spec was prepared: nothing is read again here.
@@ -270,7 +291,7 @@ def run_preflight(prepared: PreparedSpec, workdir: Path, *, device: str) -> Pref
         except AegisError as exc:
             checks.append(PreflightCheck(name="script", status="fail", detail=str(exc)))
     if not any(c.status == "fail" for c in checks) and spec.target_gpu != "cpu":
-        check, smoke = smoke_run(spec, data, workdir / "smoke")
+        check, smoke = smoke_run(spec, data, workdir / "smoke", should_stop)
         checks.append(check)
     rows = data.train_rows
     return PreflightReport(
