@@ -41,14 +41,16 @@ class SpecRequest(BaseModel):
     gradient_accumulation_steps: int | None = None
     learning_rate: float | None = None
     seq_len: int | None = None
-    target_gpu: str | None = Field(
-        default=None, description="t4, l4, a10g, l40s, a100-40gb, a100-80gb, h100, h200, b200, cpu"
-    )
+    target_gpu: str | None = Field(default=None, description=", ".join(gpu_names()))
     num_gpus: int | None = None
     lora_r: int | None = None
     lora_alpha: int | None = None
     warmup_steps: int | None = None
     gradient_checkpointing: bool | None = None
+    precision: str | None = Field(default=None, description="auto, bf16, fp16, fp32 or bf16_pure")
+    optimizer: str | None = Field(default=None, description="adamw, adamw_8bit or paged_adamw_8bit")
+    sharding: str | None = Field(default=None, description="fsdp (several GPUs share the model) or none")
+    packing: bool | None = Field(default=None, description="pack short rows together into full sequences")
     max_budget_usd: float | None = Field(default=None, description="only when the person asks to keep cost under X")
     not_understood: list[str] = Field(
         default_factory=list,

@@ -106,7 +106,7 @@ def read_request(text: str) -> tuple[dict[str, Any], list[str]]:
     clean = " ".join(text.split())
     lower = clean.lower()
     reading = Reading(clean, lower if len(lower) == len(clean) else clean)
-    for read in (_data, _model, _method, _gpu, _budget, _numbers, _levers, _leftovers):
+    for read in (_data, _model, _method, _gpu, _budget, _regime, _numbers, _levers, _leftovers):
         read(reading)
     return reading.out, reading.unknown
 
@@ -149,13 +149,28 @@ def _method(r: Reading) -> None:
     r.find_all(r"\bq?lora\b|\bfine[\s\-]?tun\w*|\bfinetun\w*")  # the verb, said again, is understood too
 
 
+def _catalog_gpu(written: str) -> str:
+    """The catalog name of a GPU as a person wrote it ("RTX 4090", "A100 80GB", "A6000")."""
+    plain = re.sub(r"[\s\-]", "", written.lower())
+    spellings = {g.replace("-", ""): g for g in gpu_names()}
+    spellings |= {g.removeprefix("rtx-"): g for g in gpu_names() if g.startswith("rtx-a")}
+    return spellings.get(plain, plain)
+
+
+def _written(name: str) -> str:
+    """A pattern for a catalog GPU name as people write it: spaces or nothing for its hyphens, and the RTX A
+    cards also without "RTX"."""
+    pattern = re.escape(name).replace(r"\-", r"[\s\-]?")
+    return r"(?:rtx[\s\-]?)?" + pattern.removeprefix(r"rtx[\s\-]?") if name.startswith("rtx-a") else pattern
+
+
 def _gpu(r: Reading) -> None:
-    gpus = "|".join(re.escape(g) for g in sorted(gpu_names(), key=len, reverse=True)) + r"|a100"
+    gpus = "|".join(_written(g) for g in sorted(gpu_names(), key=len, reverse=True)) + r"|a100"
     if m := r.find(rf"\b(\d+)\s*(?:x|×)\s*({gpus})\b|\b(\d+)\s+({gpus})s?\b"):
         count, gpu = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        r.out["num_gpus"], r.out["target_gpu"] = int(count), gpu.lower()
+        r.out["num_gpus"], r.out["target_gpu"] = int(count), _catalog_gpu(gpu)
     elif m := r.find(rf"(?<![\w\-])({gpus})(?![\w\-])"):
-        r.out["target_gpu"] = m.group(1).lower()
+        r.out["target_gpu"] = _catalog_gpu(m.group(1))
     elif r.find(_CPU):
         r.out["target_gpu"] = "cpu"
     for m in r.find_all(rf"(?<![\w\-])({gpus})(?![\w\-])"):
@@ -225,6 +240,28 @@ def _numbers(r: Reading) -> None:
         r.out["warmup_steps"] = int(m.group(1) or m.group(2))
 
 
+def _regime(r: Reading) -> None:
+    """Numeric precision, the optimizer, sharding and packing, as people name them."""
+    for pattern, value in (
+        (r"\bpure[\s\-]bf16\b|\bbf16[\s\-_]pure\b", "bf16_pure"),
+        (r"\bbf16\b|\bbfloat[\s\-]?16\b", "bf16"),
+        (r"\bfp16\b|\bfloat[\s\-]?16\b|\bhalf[\s\-]precision\b", "fp16"),
+        (r"\bfp32\b|\bfloat[\s\-]?32\b|\b(?:full|single)[\s\-]precision\b", "fp32"),
+    ):
+        if "precision" not in r.out and r.find(pattern):
+            r.out["precision"] = value
+    if r.find(r"\bpaged[\s\-_]?adamw?[\s\-_]?8[\s\-]?bit\b|\bpaged\s+8[\s\-]?bit\s+adamw?\b"):
+        r.out["optimizer"] = "paged_adamw_8bit"
+    elif r.find(r"\b8[\s\-]?bit\s+adamw?\b|\badamw?[\s\-_]?8[\s\-]?bit\b"):
+        r.out["optimizer"] = "adamw_8bit"
+    elif r.find(r"\badamw?\b"):
+        r.out["optimizer"] = "adamw"
+    if m := r.find(r"(?:(no|without)\s+)?(?:\bfsdp\b|fully[\s\-]sharded(?:\s+data[\s\-]parallel)?|\bsharding\b)"):
+        r.out["sharding"] = "none" if m.group(1) else "fsdp"
+    if m := r.find(r"(?:(no|without|disable)\s+)?(?:sequence\s+)?packing\b|\b(pack)\s+(?:the\s+)?(?:rows|sequences)"):
+        r.out["packing"] = m.group(1) is None
+
+
 def _levers(r: Reading) -> None:
     if m := r.find(r"(?:(no|without|disable)\s+)?(?:gradient|activation)\s+checkpointing"):
         r.out["gradient_checkpointing"] = m.group(1) is None
@@ -237,6 +274,8 @@ def _leftovers(r: Reading) -> None:
         r.not_understood(f"'{r.original(m)}': {what}")
     for m in r.find_all(r"(?<![\w.\-])\d+(?:[.,]\d+)*(?:e-?\d+)?(?:\s*%|\s*[^\W\d_]+)?"):
         r.not_understood(f"'{r.original(m)}': a number with a unit I do not know")
+    for m in r.find_all(r"(?<![\w.\-])[^\W\d_]+[\-_]?\d[\w\-]*"):
+        r.not_understood(f"'{r.original(m)}': a term I do not know (a precision, an optimizer, a setting?)")
     foreign = [w for w in re.findall(r"[^\W\d_]+", r.rest()) if _is_foreign(w)]
     if foreign:
         words = ", ".join(dict.fromkeys(foreign))

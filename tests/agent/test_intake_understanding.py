@@ -21,7 +21,7 @@ ASK = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0, allow_auto_approv
     ("text", "unknown"),
     [
         ("LoRA fine-tune gpt2 on data/sample.jsonl on a v100", "v100"),
-        ("lora gpt2 data/sample.jsonl on an RTX 4090, 1 epoch", "RTX 4090"),
+        ("lora gpt2 data/sample.jsonl on an RTX 2080 Ti, 1 epoch", "RTX 2080"),
         ("LoRA fine-tune gpt2 on data/sample.jsonl using Trainium", "Trainium"),
         ("LoRA fine-tune gpt2 on data/sample.jsonl on an MI300X", "MI300X"),
         ("LoRA fine-tune gpt2 on data/sample.jsonl on a tpu-v4 pod", "tpu-v4"),
@@ -58,6 +58,9 @@ def test_other_languages_are_asked_about_not_read_as_defaults(text, words):
         ("LoRA fine-tune gpt2 on data/sample.jsonl with 1.5k rows", "1.5k"),
         ("LoRA fine-tune gpt2 on data/sample.jsonl with 20% warmup", "20 %"),
         ("LoRA fine-tune falcon-40b on data/sample.jsonl on an l4", "falcon-40b"),
+        ("LoRA fine-tune gpt2 on data/sample.jsonl on an h100 in fp8", "fp8"),
+        ("LoRA fine-tune gpt2 on data/sample.jsonl on an l4 with int8 weights", "int8"),
+        ("LoRA fine-tune gpt2 on data/sample.jsonl on an l4 with adafactor2", "adafactor2"),
     ],
 )
 def test_numbers_with_unknown_units_and_unknown_models_are_asked_about(text, what):
@@ -89,6 +92,22 @@ def test_numbers_with_unknown_units_and_unknown_models_are_asked_about(text, wha
             "full fine-tune gpt2 on hf:tatsu-lab/alpaca on an L40S",
             {"method": "full_finetune", "dataset_path": "hf:tatsu-lab/alpaca", "target_gpu": "l40s"},
         ),
+        # Catalog GPUs as people write them, not as the catalog spells them.
+        ("LoRA fine-tune gpt2 on data/sample.jsonl on an RTX 4090", {"target_gpu": "rtx-4090"}),
+        ("lora gpt2 data/sample.jsonl on 2x RTX A6000", {"target_gpu": "rtx-a6000", "num_gpus": 2}),
+        ("lora gpt2 data/sample.jsonl on an A100 80GB", {"target_gpu": "a100-80gb"}),
+        ("lora gpt2 data/sample.jsonl on an A6000", {"target_gpu": "rtx-a6000"}),
+        # Precision, optimizer, sharding and packing: fields a person may set, so never left unread.
+        (
+            "full fine-tune gpt2 on data/sample.jsonl on 4 h100 with FSDP, 8-bit AdamW, in bf16",
+            {"sharding": "fsdp", "optimizer": "adamw_8bit", "precision": "bf16", "num_gpus": 4},
+        ),
+        (
+            "pure bf16 full fine-tune of gpt2 on data/sample.jsonl on an h100 with paged adamw 8bit, no packing",
+            {"precision": "bf16_pure", "optimizer": "paged_adamw_8bit", "packing": False},
+        ),
+        ("lora gpt2 on data/sample.jsonl in full precision on the cpu", {"precision": "fp32", "target_gpu": "cpu"}),
+        ("lora gpt2 on data/sample.jsonl on 2 l4 without fsdp, fp16", {"sharding": "none", "precision": "fp16"}),
     ],
 )
 def test_what_is_understood_is_read_right_and_nothing_is_left_over(text, fields):
