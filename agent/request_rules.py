@@ -139,13 +139,24 @@ def _model(r: Reading) -> None:
         r.used.append(m.span())
 
 
+def _first(r: Reading, name: str, choices: tuple[tuple[str, str], ...]) -> None:
+    """Set ``name`` to the value of the first pattern, in order, that the unread text holds."""
+    for pattern, value in choices:
+        if r.find(pattern):
+            r.out[name] = value
+            return
+
+
 def _method(r: Reading) -> None:
-    if r.find(r"\bq-?lora\b|\b4[\s\-]?bit\b(?:\s+(?:lora\s+)?adapters?)?|\bquantized\s+(?:lora|adapters?)"):
-        r.out["method"] = "qlora"
-    elif r.find(r"\blora\b|\badapters?\b|\bpeft\b"):
-        r.out["method"] = "lora"
-    elif r.find(r"\bfull[\s\-]?(?:fine[\s\-]?tun\w*|finetun\w*|parameter\w*|training)"):
-        r.out["method"] = "full_finetune"
+    _first(
+        r,
+        "method",
+        (
+            (r"\bq-?lora\b|\b4[\s\-]?bit\b(?:\s+(?:lora\s+)?adapters?)?|\bquantized\s+(?:lora|adapters?)", "qlora"),
+            (r"\blora\b|\badapters?\b|\bpeft\b", "lora"),
+            (r"\bfull[\s\-]?(?:fine[\s\-]?tun\w*|finetun\w*|parameter\w*|training)", "full_finetune"),
+        ),
+    )
     r.find_all(r"\bq?lora\b|\bfine[\s\-]?tun\w*|\bfinetun\w*")  # the verb, said again, is understood too
 
 
@@ -242,20 +253,25 @@ def _numbers(r: Reading) -> None:
 
 def _regime(r: Reading) -> None:
     """Numeric precision, the optimizer, sharding and packing, as people name them."""
-    for pattern, value in (
-        (r"\bpure[\s\-]bf16\b|\bbf16[\s\-_]pure\b", "bf16_pure"),
-        (r"\bbf16\b|\bbfloat[\s\-]?16\b", "bf16"),
-        (r"\bfp16\b|\bfloat[\s\-]?16\b|\bhalf[\s\-]precision\b", "fp16"),
-        (r"\bfp32\b|\bfloat[\s\-]?32\b|\b(?:full|single)[\s\-]precision\b", "fp32"),
-    ):
-        if "precision" not in r.out and r.find(pattern):
-            r.out["precision"] = value
-    if r.find(r"\bpaged[\s\-_]?adamw?[\s\-_]?8[\s\-]?bit\b|\bpaged\s+8[\s\-]?bit\s+adamw?\b"):
-        r.out["optimizer"] = "paged_adamw_8bit"
-    elif r.find(r"\b8[\s\-]?bit\s+adamw?\b|\badamw?[\s\-_]?8[\s\-]?bit\b"):
-        r.out["optimizer"] = "adamw_8bit"
-    elif r.find(r"\badamw?\b"):
-        r.out["optimizer"] = "adamw"
+    _first(
+        r,
+        "precision",
+        (
+            (r"\bpure[\s\-]bf16\b|\bbf16[\s\-_]pure\b", "bf16_pure"),
+            (r"\bbf16\b|\bbfloat[\s\-]?16\b", "bf16"),
+            (r"\bfp16\b|\bfloat[\s\-]?16\b|\bhalf[\s\-]precision\b", "fp16"),
+            (r"\bfp32\b|\bfloat[\s\-]?32\b|\b(?:full|single)[\s\-]precision\b", "fp32"),
+        ),
+    )
+    _first(
+        r,
+        "optimizer",
+        (
+            (r"\bpaged[\s\-_]?adamw?[\s\-_]?8[\s\-]?bit\b|\bpaged\s+8[\s\-]?bit\s+adamw?\b", "paged_adamw_8bit"),
+            (r"\b8[\s\-]?bit\s+adamw?\b|\badamw?[\s\-_]?8[\s\-]?bit\b", "adamw_8bit"),
+            (r"\badamw?\b", "adamw"),
+        ),
+    )
     if m := r.find(r"(?:(no|without)\s+)?(?:\bfsdp\b|fully[\s\-]sharded(?:\s+data[\s\-]parallel)?|\bsharding\b)"):
         r.out["sharding"] = "none" if m.group(1) else "fsdp"
     if m := r.find(r"(?:(no|without|disable)\s+)?(?:sequence\s+)?packing\b|\b(pack)\s+(?:the\s+)?(?:rows|sequences)"):
