@@ -106,6 +106,15 @@ def test_a_torn_smoke_cache_entry_runs_the_smoke_run_again(tmp_path, monkeypatch
     assert json.loads(entry.read_text(encoding="utf-8"))["steps"] == 2  # whole again
 
 
+def test_a_cache_that_cannot_be_written_does_not_fail_the_smoke_run(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"  # its "cache" folder cannot be made: every write there fails, as on a full disk
+    blocker.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(blocker / "cache"))
+    prepared = prepare(parse_spec(tiny_spec(ROOT / "data/sample.jsonl", target_gpu="a10g")), tmp_path / "data")
+    report = run_preflight(prepared, tmp_path / "pf", device="cuda")
+    assert report.passed and report.smoke["steps"] == 2 and blocker.read_text(encoding="utf-8") == "x"
+
+
 def test_a_stop_ends_the_smoke_run_and_nothing_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(tmp_path / "cache"))
     prepared = prepare(parse_spec(tiny_spec(ROOT / "data/sample.jsonl", target_gpu="a10g")), tmp_path / "data")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tools.core.errors import AegisError
+from tools.core.measured import MeasuredTime
 from tools.core.spec import TrainingSpec
 from tools.inputs.prepared import prepare
 from tools.plan.estimator import estimate
@@ -69,6 +72,17 @@ def test_a_model_that_cannot_run_here_is_an_error_the_caller_can_fall_back_from(
         probe_cpu(broken, prepared.data, tmp_path / "probe")
 
 
+def test_a_cache_that_cannot_be_written_does_not_fail_the_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"  # its "cache" folder cannot be made: every write there fails, as on a full disk
+    blocker.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(blocker / "cache"))
+    spec = _spec(precision="fp32")
+    measured = probe_cpu(spec, prepare(spec, tmp_path / "data").data, tmp_path / "probe")
+    assert measured.step_seconds > 0 and measured.took_seconds > 0
+
+
 def test_a_measured_step_replaces_the_modelled_time(tmp_path: Path) -> None:
     spec = _spec(precision="fp32")
     prepared = prepare(spec, tmp_path / "data")
@@ -104,3 +118,42 @@ def test_a_stop_ends_the_probe_and_nothing_is_cached(tmp_path: Path, monkeypatch
     assert not any(
         r.get("type") == "end" for r in MetricsTail(tmp_path / "probe" / "fp32" / "metrics.jsonl").read_new()
     )
+
+
+PROBE_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from tools.core.spec import TrainingSpec
+from tools.inputs.prepared import prepare
+from tools.run.probe import probe_cpu
+folder = Path(sys.argv[1])
+spec = TrainingSpec.model_validate_json(Path(sys.argv[2]).read_text())
+prepared = prepare(spec, folder / "data")
+print(probe_cpu(spec, prepared.data, folder / "probe").model_dump_json())
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_probing_the_same_shape_both_measure_and_leave_one_whole_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_PREFLIGHT_CACHE", str(tmp_path / "cache"))
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(_spec(precision="fp32").model_dump_json(), encoding="utf-8")
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROBE_IN_A_PROCESS, str(tmp_path / name), str(spec_file)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("one", "two")
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    measured = [MeasuredTime.model_validate_json(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert all(m.precision == "fp32" and m.step_seconds > 0 for m in measured)
+    (entry,) = (tmp_path / "cache" / "probes").iterdir()  # one entry, no temporary file left beside it
+    assert MeasuredTime.model_validate_json(entry.read_text(encoding="utf-8")) in measured  # one of the two, whole

@@ -128,6 +128,15 @@ def read_lines(path: Path) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+def write_cache_entry(path: Path, text: str) -> None:
+    """A cache entry, whole or not at all; a full disk only means it is measured again next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(path, text)
+    except (OSError, StorageError):
+        pass
+
+
 def write_file_atomic(path: Path, text: str) -> Path:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import platform
 import statistics
 import time
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from tools.core.errors import AegisError
 from tools.core.measured import MeasuredTime
 from tools.core.paths import aegis_home
+from tools.core.runlog import write_cache_entry
 from tools.core.settings import settings
 from tools.core.spec import TrainingSpec
 from tools.core.stop import StopCheck
@@ -179,8 +179,5 @@ def probe_cpu(
         source=source,
         took_seconds=time.monotonic() - started,
     )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(measured.model_dump_json(), encoding="utf-8")
-    tmp.replace(cache)  # whole or absent: a crash never leaves a torn cache entry
+    write_cache_entry(cache, measured.model_dump_json())
     return measured

@@ -17,6 +17,7 @@ from typing import Any
 
 from tools.core.errors import AegisError
 from tools.core.paths import aegis_home, model_cache_dir
+from tools.core.runlog import write_cache_entry
 from tools.core.settings import settings
 from tools.core.spec import TrainingSpec
 from tools.core.stop import StopCheck
@@ -243,10 +244,7 @@ def smoke_run(
             f"{result.error_message or 'no error text'}; log: {result.log_path}"
         )
         return PreflightCheck(name="cpu_smoke_run", status="fail", detail=detail), smoke
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(smoke), encoding="utf-8")
-    tmp.replace(cached)  # whole or absent: a crash or a full disk never leaves a torn entry
+    write_cache_entry(cached, json.dumps(smoke))
     adjusted = f"; for the CPU: {', '.join(changed)}" if changed else ""
     detail = (
         f"{result.steps_completed} training steps on this CPU in {result.duration_s:.0f} s, loss "
