@@ -52,6 +52,11 @@ class SpecRequest(BaseModel):
     sharding: str | None = Field(default=None, description="fsdp (several GPUs share the model) or none")
     packing: bool | None = Field(default=None, description="pack short rows together into full sequences")
     max_budget_usd: float | None = Field(default=None, description="only when the person asks to keep cost under X")
+    probe_steps: int | None = Field(
+        default=None,
+        description="only when the person asks to measure on the target first: a probe attempt of this many steps "
+        "(6 when they name no number), approved and billed on its own before the full run",
+    )
     not_understood: list[str] = Field(
         default_factory=list,
         description="every part of the request that maps to no field above (an unknown GPU or accelerator, a "

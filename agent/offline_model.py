@@ -87,7 +87,12 @@ class OfflinePlanner(BaseChatModel):
         if name is None:
             return AIMessage(_summary(results))
         call_id = f"call_{len(results) + 1}_{name.value}"
-        return AIMessage(content="", tool_calls=[{"name": name.value, "args": {}, "id": call_id, "type": "tool_call"}])
+        args: dict[str, Any] = {}
+        if not results and (steps := parse_request(_last_human_text(messages)).probe_steps):
+            args["probe_steps"] = steps  # the person asked to measure on the target first
+        return AIMessage(
+            content="", tool_calls=[{"name": name.value, "args": args, "id": call_id, "type": "tool_call"}]
+        )
 
     def _next_tool(self, results: list[ToolResult]) -> ToolName | None:
         run_tool = ToolName.RUN_ON_MODAL if self.executor == "modal" else ToolName.RUN_LOCAL
@@ -101,6 +106,8 @@ class OfflinePlanner(BaseChatModel):
                 return run_tool
             return ToolName.REQUEST_APPROVAL if last.status == ResultStatus.OPTIMIZED else None
         if isinstance(last, RunResult):
+            if last.status == ResultStatus.PROBED:
+                return ToolName.REQUEST_APPROVAL  # the full run, re-priced by the probe
             if last.ok:
                 return ToolName.RUN_EVALS
             failed = last.attempt is not None and last.status == ResultStatus.FAILED
@@ -150,6 +157,12 @@ def _estimate_line(r: EstimateResult) -> str | None:
 
 def _run_line(r: RunResult) -> str:
     a = r.attempt
+    if r.status == ResultStatus.PROBED and a is not None and r.estimate is not None:
+        return (
+            f"Probe attempt {a.attempt}: {a.steps} steps in {a.duration_s:.0f} s, actual cost {usd(a.actual_cost_usd)}; "
+            f"the full run re-priced at {usd(r.estimate.estimated_cost_usd)} ({r.estimate.estimated_duration_min:.1f} min, "
+            f"{r.estimate.time_source})."
+        )
     if r.ok and a is not None:
         return (
             f"Training attempt {a.attempt} succeeded: train loss {_loss(a.initial_train_loss)} → "

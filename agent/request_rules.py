@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools.core.catalog import gpu_names
+from tools.job.probing import PROBE_ATTEMPT_STEPS
 
 MODEL_ALIASES = {
     "smollm2": "local:smollm2-135m-instruct",
@@ -106,7 +107,7 @@ def read_request(text: str) -> tuple[dict[str, Any], list[str]]:
     clean = " ".join(text.split())
     lower = clean.lower()
     reading = Reading(clean, lower if len(lower) == len(clean) else clean)
-    for read in (_data, _model, _method, _gpu, _budget, _regime, _numbers, _levers, _leftovers):
+    for read in (_data, _model, _method, _gpu, _budget, _regime, _probe, _numbers, _levers, _leftovers):
         read(reading)
     return reading.out, reading.unknown
 
@@ -217,6 +218,17 @@ def _budget(r: Reading) -> None:
         r.out["max_budget_usd"] = min(float(next(g for g in m.groups() if g)) for m in amounts)
     for m in r.find_all(rf"\$\s*{NUM}|{NUM}\s*(?:usd|dollars?)\b"):
         r.not_understood(f"'{r.original(m)}': an amount whose purpose I could not tell (a budget is 'under $X')")
+
+
+def _probe(r: Reading) -> None:
+    """A probe attempt first: "probe 4 steps first", "with a probe attempt of 8 steps", "measure it first"."""
+    counted = r"\b(?:probe|measure|time|benchmark)(?:\s+attempt)?\s+(?:of\s+)?(\d+)\s+steps?(?:\s+first)?\b"
+    if m := r.find(counted):
+        r.out["probe_steps"] = int(m.group(1))
+    elif r.find(r"\bprobe(?:\s+attempt)?\s+first\b|\bmeasure\s+(?:it\s+|the\s+(?:speed|time)\s+)?first\b"):
+        r.out["probe_steps"] = PROBE_ATTEMPT_STEPS
+    elif r.find(r"\b(?:a|with)\s+probe\s+attempt\b"):
+        r.out["probe_steps"] = PROBE_ATTEMPT_STEPS
 
 
 def _numbers(r: Reading) -> None:

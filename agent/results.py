@@ -51,6 +51,7 @@ class ResultStatus(StrEnum):
     INTERRUPTED = "interrupted"
     PASSED = "passed"
     REMEDIATED = "remediated"
+    PROBED = "probed"  # a probe attempt ran and re-priced the full run, which is to be asked for again
     ERROR = "error"
 
 
@@ -71,6 +72,7 @@ class EstimateFacts(Facts):
 
     estimated_cost_usd: float
     estimated_duration_min: float
+    time_source: str = Field(default="modelled", description="'modelled', or what measured the time")
     estimated_vram_gb: float
     gpu: str
     num_gpus: int
@@ -102,6 +104,7 @@ class EstimateFacts(Facts):
         return cls(
             estimated_cost_usd=round(job.estimate.estimated_cost_usd, 4),
             estimated_duration_min=round(job.estimate.estimated_duration_min, 2),
+            time_source=bd.time_source,
             estimated_vram_gb=round(job.estimate.estimated_vram_gb, 2),
             gpu=bd.gpu,
             num_gpus=bd.num_gpus,
@@ -213,6 +216,7 @@ class RenderResult(ToolResult):
 class RunResult(ToolResult):
     tool: Literal[ToolName.RUN_LOCAL, ToolName.RUN_ON_MODAL]
     attempt: AttemptFacts | None = None
+    estimate: EstimateFacts | None = None  # after a probe attempt: the full run, re-priced
 
 
 class EvalsResult(ToolResult):

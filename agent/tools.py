@@ -49,7 +49,8 @@ from tools.job.approval import already_asked, decide, gate_job, open_request
 from tools.job.attempt import default_timeout_s, render_preview, run_job
 from tools.job.healing import evaluate_job, remediate_job
 from tools.job.planning import estimate_job, preflight_refusal, set_spec
-from tools.job.state import JobState, attempt_price, ran_on
+from tools.job.probing import finish_probe, probe_share, start_probe
+from tools.job.state import JobState, attempt_price, ran_on, require_estimate
 from tools.plan.worst_case import plan_worst_case
 from tools.policy.gate import attempt_limits
 from tools.policy.store import SpendStore
@@ -127,22 +128,37 @@ def _estimate(job: JobState) -> EstimateFacts:
 
 
 @guarded
-def estimate_cost(job: JobState, runtime: ToolRuntime, target_gpu: str | None = None) -> tuple[JobState, ToolResult]:
+def estimate_cost(
+    job: JobState, runtime: ToolRuntime, target_gpu: str | None = None, probe_steps: int | None = None
+) -> tuple[JobState, ToolResult]:
     """Estimate cost, time and GPU memory of the current training spec from the real dataset and model config.
 
     Pass target_gpu to estimate on another GPU (this changes the spec, so any approval no longer applies).
+    Pass probe_steps (2-1000) only when the person asks to measure first: the spec becomes a probe attempt of
+    that many steps, approved (request_approval), run and billed on its own; its measured time then re-prices
+    the full run, which needs request_approval again.
     """
+    if job.probe_of is not None and (target_gpu or probe_steps):  # a new question: back to the full spec
+        job = set_spec(job.model_copy(update={"probe_of": None}), job.probe_of, source="agent (probe withdrawn)")
     if target_gpu and job.spec is not None and target_gpu.strip().lower() != job.spec.target_gpu:
         new_spec = parse_spec({**job.spec.model_dump(), "target_gpu": target_gpu})
         job = set_spec(job, new_spec, source="agent (target_gpu)")
     job = estimate_job(job)
+    message = ""
+    if probe_steps is not None and preflight_refusal(job) is None:
+        full_cost = require_estimate(job).estimated_cost_usd
+        if full_cost > 0:
+            job = start_probe(job, probe_steps)
+            message = f"{probe_share(job, full_cost)}; request_approval for the probe, then run it"
+        else:
+            message = "no probe attempt: this run costs nothing, so nothing is gained by paying to measure it first"
     stopped = preflight_refusal(job)
     if stopped:
         message = f"{stopped}. Nothing will be asked for or spent until this is fixed."
         return job, EstimateResult(
             ok=False, status=ResultStatus.PREFLIGHT_FAILED, message=message, estimate=_estimate(job)
         )
-    return job, EstimateResult(ok=True, status=ResultStatus.ESTIMATED, estimate=_estimate(job))
+    return job, EstimateResult(ok=True, status=ResultStatus.ESTIMATED, estimate=_estimate(job), message=message)
 
 
 def _worst_case(job: JobState) -> dict[str, Any]:
@@ -285,6 +301,20 @@ def _run(job: JobState, runtime: ToolRuntime, executor: ToolName) -> tuple[JobSt
     )
     attempt = AttemptFacts.of(job, _spent(job))
     ok = attempt.status == AttemptStatus.SUCCEEDED
+    if job.probe_of is not None:
+        job = finish_probe(job)
+        if job.status == JobStatus.FAILED:
+            message = "the probe attempt measured no steps, so the full run was not priced or started"
+            return job, RunResult(tool=executor, ok=False, status=ResultStatus.FAILED, attempt=attempt, message=message)
+        message = "the probe attempt re-priced the full run with its measured time: call request_approval for it"
+        return job, RunResult(
+            tool=executor,
+            ok=True,
+            status=ResultStatus.PROBED,
+            attempt=attempt,
+            message=message,
+            estimate=_estimate(job),
+        )
     return job, RunResult(tool=executor, ok=ok, status=ResultStatus(attempt.status), attempt=attempt)
 
 

@@ -101,7 +101,11 @@ def result_detail(result: ToolResult) -> str:
         return f"{usd(e.estimated_cost_usd)} on {e.gpu} ({e.estimated_duration_min:.1f} min, {e.estimated_vram_gb:.2f} GB{fits})"
     if isinstance(result, RunResult) and result.ok and result.attempt is not None:
         a = result.attempt
-        return f"attempt {a.attempt}: {a.steps} steps in {a.duration_s:.0f} s, cost {usd(a.actual_cost_usd)}"
+        line = f"attempt {a.attempt}: {a.steps} steps in {a.duration_s:.0f} s, cost {usd(a.actual_cost_usd)}"
+        if result.estimate is not None:  # a probe attempt: the full run, re-priced with what it measured
+            e = result.estimate
+            line += f"; full run re-priced: {usd(e.estimated_cost_usd)}, {e.estimated_duration_min:.1f} min (measured)"
+        return line
     if isinstance(result, EvalsResult) and result.evals is not None:
         passed = sum(c.passed for c in result.evals.checks)
         return f"{passed}/{len(result.evals.checks)} checks passed"

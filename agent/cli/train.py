@@ -16,6 +16,7 @@ from tools.core.spec import BudgetPolicy, load_spec
 from tools.core.status import Decision, JobStatus
 from tools.inputs.hub_data import ensure_dataset
 from tools.job.pipeline import run_pipeline
+from tools.job.probing import MAX_PROBE_STEPS, MIN_PROBE_STEPS
 from tools.job.state import JobState, new_job
 
 GateAnswer = tuple[Decision, str]
@@ -62,9 +63,10 @@ def gate_answerer(yes: bool, approve_up_to: float | None) -> Callable[[JobState]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.probe_steps is not None and not 2 <= args.probe_steps <= 1000:
+    if args.probe_steps is not None and not MIN_PROBE_STEPS <= args.probe_steps <= MAX_PROBE_STEPS:
         raise AegisError(
-            f"--probe-steps must be from 2 to 1000 (one warm-up step and one timed), got {args.probe_steps}"
+            f"--probe-steps must be from {MIN_PROBE_STEPS} to {MAX_PROBE_STEPS} (one warm-up step and one timed), "
+            f"got {args.probe_steps}"
         )
     spec = load_spec(args.spec)
     for path in (spec.dataset_path, spec.eval_dataset_path):

@@ -111,7 +111,8 @@ def _body(r: ToolResult) -> str:
     if isinstance(r, RunResult) and r.attempt is not None:
         if not r.ok:
             return f"{r.attempt.failure_class}: {r.attempt.error or 'no error text'}"
-        return attempt_table(r.attempt)
+        repriced = f"\n\n{r.message}\n\n{estimate_table(r.estimate)}" if r.estimate is not None else ""
+        return attempt_table(r.attempt) + repriced
     if isinstance(r, EvalsResult) and r.evals is not None:
         return checks_table(r.evals.checks)
     if isinstance(r, RenderResult) and r.script_path is not None:

@@ -141,7 +141,8 @@ def test_a_reply_that_is_no_result_reads_as_an_error_never_as_a_guess() -> None:
 
 def test_the_model_sees_only_its_own_arguments() -> None:
     shown = {t.name: set(t.tool_call_schema.model_fields) for t in TOOLS}
-    assert shown == {name.value: ({"target_gpu"} if name == ToolName.ESTIMATE_COST else set()) for name in ToolName}
+    estimate_args = {"target_gpu", "probe_steps"}  # a probe attempt is gated like any run: no money in an argument
+    assert shown == {name.value: (estimate_args if name == ToolName.ESTIMATE_COST else set()) for name in ToolName}
     assert all(t.description and "runtime" not in t.tool_call_schema.model_json_schema()["properties"] for t in TOOLS)
 
 

@@ -17,9 +17,9 @@ from tools.job.approval import decide, gate_job, open_request
 from tools.job.attempt import run_job
 from tools.job.healing import evaluate_job, remediate_job
 from tools.job.planning import estimate_job, set_spec
-from tools.job.probing import measured_by_probe, probe_share, probe_spec
+from tools.job.probing import finish_probe, start_probe
 from tools.job.reporting import report_job
-from tools.job.state import JobState, ProgressFn, require_estimate
+from tools.job.state import JobState, ProgressFn
 from tools.plan.remediation import REMEDIATE_ON
 
 AskFn = Callable[[JobState], tuple[Decision, str]]
@@ -40,7 +40,7 @@ def run_pipeline(
     job = set_spec(job, spec, source="spec file")
     job = estimate_job(job)
     if probe_steps:
-        job = _probe_attempt(job, spec, probe_steps, ask, on_progress)
+        job = _probe_attempt(job, probe_steps, ask, on_progress)
         if job.status != JobStatus.PLANNING:
             return report_job(job)
     job = _through_gate(gate_job(job), ask)
@@ -74,18 +74,13 @@ def run_pipeline(
     return report_job(job)
 
 
-def _probe_attempt(
-    job: JobState, spec: TrainingSpec, steps: int, ask: AskFn, on_progress: ProgressFn | None
-) -> JobState:
+def _probe_attempt(job: JobState, steps: int, ask: AskFn, on_progress: ProgressFn | None) -> JobState:
     """Approve, run and bill a short attempt, then estimate the full spec with what it measured.
 
     Returns the job back in planning with the full spec and a measured estimate, or stopped (cancelled, refused,
     failed) with the probe as its last attempt.
     """
-    full_cost = require_estimate(job).estimated_cost_usd
-    job = estimate_job(set_spec(job, probe_spec(spec, steps), source="probe attempt"))
-    job.record("probe", "started", probe_share(job, full_cost))
-    job = _through_gate(gate_job(job), ask)
+    job = _through_gate(gate_job(start_probe(job, steps)), ask)
     if job.status != JobStatus.APPROVED:
         return job
     try:
@@ -93,12 +88,7 @@ def _probe_attempt(
     except GuardRefusal as exc:
         job.record("train", "failed", f"refused: {exc}", refused=True)
         return job.model_copy(update={"status": JobStatus.REFUSED})
-    measured = measured_by_probe(job)
-    if measured is None:
-        job.record("probe", "failed", "the probe attempt measured no steps; the run was not started")
-        return job.model_copy(update={"status": JobStatus.FAILED})
-    job.record("probe", "completed", f"{measured.step_seconds:.2f} s per step; {measured.source}")
-    return estimate_job(set_spec(job, spec, source="spec file, priced by the probe"), measured=measured)
+    return finish_probe(job)
 
 
 def _through_gate(job: JobState, ask: AskFn) -> JobState:

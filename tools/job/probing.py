@@ -9,13 +9,17 @@ full run, whose approval asks again, now showing a measured time.
 
 from __future__ import annotations
 
+from tools.core.errors import AegisError
 from tools.core.measured import MeasuredTime
 from tools.core.money import usd
 from tools.core.spec import TrainingSpec
+from tools.core.status import JobStatus
+from tools.job.planning import estimate_job, set_spec
 from tools.job.state import JobState, require_estimate, require_spec
 from tools.run.probe import step_timing
 
 PROBE_ATTEMPT_STEPS = 6  # the first is warm-up; the median of the other intervals is the step
+MIN_PROBE_STEPS, MAX_PROBE_STEPS = 2, 1000  # one warm-up step and one timed; a probe, not a run
 
 
 def probe_spec(spec: TrainingSpec, steps: int) -> TrainingSpec:
@@ -50,3 +54,36 @@ def measured_by_probe(job: JobState) -> MeasuredTime | None:
             f"billed {usd(result.actual_cost_usd)}"
         ),
     )
+
+
+def start_probe(job: JobState, steps: int) -> JobState:
+    """Make a probe of ``steps`` steps the job's spec, priced, with the full spec kept to come back to.
+
+    The job must hold an estimate of the full spec (the probe's price is shown as a share of it).
+    """
+    if not MIN_PROBE_STEPS <= steps <= MAX_PROBE_STEPS:
+        raise AegisError(
+            f"a probe attempt runs {MIN_PROBE_STEPS} to {MAX_PROBE_STEPS} steps (one warm-up step and one timed), "
+            f"not {steps}"
+        )
+    full = require_spec(job)
+    full_cost = require_estimate(job).estimated_cost_usd
+    job = estimate_job(set_spec(job, probe_spec(full, steps), source="probe attempt"))
+    job = job.model_copy(update={"probe_of": full})
+    job.record("probe", "started", probe_share(job, full_cost))
+    return job
+
+
+def finish_probe(job: JobState) -> JobState:
+    """After the probe's attempt: the full spec back, priced with what the probe measured, to be asked for
+    again; or FAILED, with nothing more started, when the probe measured nothing (it failed or stopped early)."""
+    full = job.probe_of
+    if full is None:
+        raise AegisError("there is no probe attempt to finish")
+    job = job.model_copy(update={"probe_of": None})
+    measured = measured_by_probe(job)
+    if measured is None:
+        job.record("probe", "failed", "the probe attempt measured no steps; the run was not started")
+        return job.model_copy(update={"status": JobStatus.FAILED})
+    job.record("probe", "completed", f"{measured.step_seconds:.2f} s per step; {measured.source}")
+    return estimate_job(set_spec(job, full, source="spec, priced by the probe attempt"), measured=measured)

@@ -84,6 +84,9 @@ class JobState(BaseModel):
     status: JobStatus = JobStatus.PLANNING
     executor: Executor = "local"
     local_memory_limit_mb: int | None = None
+    probe_of: TrainingSpec | None = Field(
+        default=None, description="While a probe attempt is the current spec: the full spec it will re-price."
+    )
 
     @property
     def folder(self) -> RunFolder:
