@@ -63,7 +63,9 @@ def test_the_probe_is_approved_and_billed_then_the_run_is_asked_for_again_at_a_m
     assert first["cost_breakdown"]["time_source"] == "modelled"
     assert run_asked.estimate.cost_breakdown.time_source.startswith("measured: probe attempt of 3 steps")
     assert run_asked.estimate.estimate_hash() != CostEstimate.model_validate(first).estimate_hash()
-    assert probe_asked.estimate.estimated_cost_usd < run_asked.estimate.estimated_cost_usd
+    # Like with like: both modelled, the 3-step probe is priced below the 8-step run. (Against the measured price
+    # it need not be: a fast machine starts and steps quicker than the model's CPU figures.)
+    assert probe_asked.estimate.estimated_cost_usd < CostEstimate.model_validate(first).estimated_cost_usd
     assert not (job.folder.root / "probe").exists()  # nothing trained here before a person said yes
 
     attempts = SpendStore().attempts(job_id=job.run_id)
