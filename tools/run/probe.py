@@ -158,12 +158,12 @@ def probe_cpu(
     model_path = resolve_model(spec.model_name).path
     key = _probe_key(spec, data, model_path)
     cache = _cache_dir() / f"{key}.json"
-    if cache.is_file():
-        try:
-            cached = MeasuredTime.model_validate_json(cache.read_text(encoding="utf-8"))
-            return cached.model_copy(update={"took_seconds": 0.0})  # nothing ran this time
-        except ValueError:
-            cache.unlink(missing_ok=True)  # a torn or foreign file: measure again
+    try:
+        cached: MeasuredTime | None = MeasuredTime.model_validate_json(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cached = None  # none yet, or torn, foreign or unreadable: measure again; the new entry replaces it whole
+    if cached is not None:
+        return cached.model_copy(update={"took_seconds": 0.0})  # nothing ran this time
     started = time.monotonic()
     runs = [_probe_one(spec, data, model_path, workdir / p, p, should_stop) for p in candidate_precisions(spec)]
     best = min(runs, key=lambda r: r.micro_seconds)
