@@ -11,7 +11,8 @@ Each job is rendered with tools.run.render.render_script and run with tools.run.
 - peak memory: estimated_vram_gb (on 'cpu' the process's RAM) against the measured peak (peak RSS on cpu,
   torch's allocator peak on cuda).
 
-`--fit` prints the CPU constants these runs imply (startup_base_s_cpu, cpu bf16_tflops, cpu_process_gb).
+`--fit` prints the CPU constants these runs imply (startup_base_s_cpu, cpu bf16_tflops, cpu_process_gb,
+cpu_state_overhead).
 
 Run:  python bench/estimate_accuracy.py                 (all jobs on this machine's CPU, writes bench/results/)
       python bench/estimate_accuracy.py --only tiny-lora --no-save
@@ -173,21 +174,25 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def fit(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The CPU constants the runs imply (medians over jobs): startup base, effective TFLOP/s, process overhead."""
+    """The CPU constants the runs imply: startup base and effective TFLOP/s (medians over jobs), and the process
+    baseline and the optimizer's slack on the states (least squares of what the estimate's parts leave unexplained
+    against the states: trainable weights, their gradients and optimizer states)."""
     load_terms = [r["est_startup_s"] - CALIBRATION.startup_base_s_cpu for r in rows]
     startup_base = statistics.median(r["measured_startup_s"] - t for r, t in zip(rows, load_terms, strict=True))
     tflops = statistics.median(r["implied_tflops"] for r in rows)
-    # Measured peak minus the estimate's variable parts (weights..activations, plus fragmentation on them).
     frag = CALIBRATION.fragmentation
-    process = []
+    states, unexplained = [], []
     for r in rows:
         p = r["est_memory_parts_gb"]
-        variable = p["weights_gb"] + p["gradients_gb"] + p["optimizer_gb"] + p["activations_gb"]
-        process.append(r["measured_peak_mb"] * MiB / 1e9 - variable * (1 + frag))
+        variable = p["weights_gb"] + p["gradients_gb"] + p["optimizer_gb"] + p["activations_gb"] * (1 + frag)
+        states.append(2 * p["gradients_gb"] + p["optimizer_gb"])  # on one device the trained weights are as large
+        unexplained.append(r["measured_peak_mb"] * MiB / 1e9 - variable)
+    line = statistics.linear_regression(states, unexplained)
     return {
         "startup_base_s_cpu": startup_base,
         "cpu_bf16_tflops": tflops,
-        "cpu_process_gb": statistics.median(process),
+        "cpu_process_gb": line.intercept,
+        "cpu_state_overhead": line.slope,
     }
 
 
@@ -246,7 +251,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"Constants these runs imply: startup_base_s_cpu {f['startup_base_s_cpu']:.1f} s, cpu bf16_tflops "
-        f"{f['cpu_bf16_tflops']:.3f}, cpu_process_gb {f['cpu_process_gb']:.2f}.",
+        f"{f['cpu_bf16_tflops']:.3f}, cpu_process_gb {f['cpu_process_gb']:.2f}, "
+        f"cpu_state_overhead {f['cpu_state_overhead']:.3f}.",
         "",
     ]
     return "\n".join(lines)
@@ -339,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     f = report["fit"]
     print(
         f"implied: startup_base_s_cpu {f['startup_base_s_cpu']:.2f} s, cpu bf16_tflops {f['cpu_bf16_tflops']:.4f}, "
-        f"cpu_process_gb {f['cpu_process_gb']:.3f}"
+        f"cpu_process_gb {f['cpu_process_gb']:.3f}, cpu_state_overhead {f['cpu_state_overhead']:.3f}"
     )
     print(f"load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     if not args.no_save:

@@ -3,7 +3,7 @@
 Each row of bench/published/qwen_readme.yaml is one model, method and GPU count measured at six sequence
 lengths on A100-80GB. The same job is written as a TrainingSpec (micro batch 1, accumulation 8, gradient
 checkpointing, LoRA r=64 on Qwen's targets, padded rows) and given to the estimator with the model's
-published shape; its seconds per optimizer step and its memory (summed over the GPUs, as the README reports
+published shape and what Qwen's script did that the spec does not say (REFERENCE_SCRIPTS); its seconds per optimizer step and its memory (summed over the GPUs, as the README reports
 it) are compared with the measured ones.
 
 Rows are split in two: the calibration rows are the only ones the fitted constants of
@@ -30,6 +30,7 @@ from tools.core.spec import TrainingSpec
 from tools.inputs.dataset import DatasetStats
 from tools.inputs.model_config import model_stats
 from tools.plan.estimator import estimate, startup_seconds
+from tools.plan.memory import ScriptTraits
 
 DATA = Path(__file__).resolve().parent / "published" / "qwen_readme.yaml"
 HELD_OUT_MODELS = ("qwen-7b",)
@@ -111,6 +112,21 @@ def model_config(name: str) -> Any:
     )
 
 
+# How Qwen's finetune.py ran each method (peft<0.8, as Qwen's README pins it), in the estimator's terms:
+# - lora: HF Trainer with --bf16 and no DeepSpeed, so torch autocast, whose cross_entropy runs in fp32; peft<0.8
+#   casts the adapters to the base weights' dtype (bf16) and torch's AdamW keeps its moments in the weights' dtype,
+#   so adapters, gradients and moments are all bf16: the spec's precision "bf16_pure".
+# - qlora: --fp16 under DeepSpeed ZeRO-2 (finetune_qlora_single_gpu.sh): DeepSpeed runs no autocast, so the loss
+#   stays 16-bit; its GPTQ Int4 checkpoint is left in 16-bit by peft (no kbit upcast); fp32 master adapters.
+# - full and lora_zero3: --bf16 under DeepSpeed (ZeRO-2 / ZeRO-3): 16-bit loss, fp32 master weights.
+REFERENCE_SCRIPTS = {
+    "lora": ScriptTraits(loss_upcast=True),
+    "qlora": ScriptTraits(kbit_upcast=False, loss_upcast=False),
+    "full": ScriptTraits(loss_upcast=False),
+    "lora_zero3": ScriptTraits(loss_upcast=False),
+}
+
+
 def spec_of(point: Point) -> TrainingSpec:
     method = {"lora": "lora", "qlora": "qlora", "full": "full_finetune", "lora_zero3": "lora"}[point.method]
     return TrainingSpec(
@@ -131,7 +147,7 @@ def spec_of(point: Point) -> TrainingSpec:
         target_gpu="a100-80gb",
         num_gpus=point.gpus,
         sharding="fsdp" if point.gpus > 1 else "none",
-        precision="bf16",
+        precision="bf16_pure" if point.method == "lora" else "bf16",
     )
 
 
@@ -150,8 +166,7 @@ def compare(point: Point) -> Compared:
         tokenizer="published",
     )
     config = model_config(point.model)
-    # Qwen's Q-LoRA rows ran GPTQ Int4 checkpoints in fp16, which peft leaves in 16-bit (no kbit upcast).
-    est = estimate(spec, dataset_stats=data, model_config=config, kbit_upcast=point.method != "qlora")
+    est = estimate(spec, dataset_stats=data, model_config=config, script=REFERENCE_SCRIPTS[point.method])
     startup = startup_seconds(model_stats(config), "a100-80gb")
     seconds = est.cost_breakdown.step_seconds or (est.cost_breakdown.estimated_seconds - startup)
     return Compared(point, est.estimated_vram_gb * point.gpus, seconds)
@@ -202,7 +217,7 @@ TIME_FIT = (
     "exposed_communication",
     "overlap_power",
 )
-MEMORY_FIT = ("logits_fp32_copies", "fragmentation", "state_overhead", "cuda_context_gb")
+MEMORY_FIT = ("loss_logits_copies", "fragmentation", "state_overhead", "cuda_context_gb")
 
 
 def fit(points: list[Point], names: tuple[str, ...], kind: str) -> dict[str, float]:

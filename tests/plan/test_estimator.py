@@ -23,7 +23,7 @@ from tools.inputs.model_config import (
 )
 from tools.plan.calibration import CALIBRATION
 from tools.plan.estimator import estimate, estimate_spec, startup_seconds
-from tools.plan.memory import checkpoint_dtype, model_load_gb
+from tools.plan.memory import ScriptTraits, checkpoint_dtype, model_load_gb
 from tools.plan.timing import step_time
 from tools.report.presenters import format_estimate_table
 
@@ -212,6 +212,44 @@ def test_pure_bf16_halves_a_full_finetunes_weight_states() -> None:
     pure = estimate(spec(method="full_finetune", precision="bf16_pure"), "h100", dataset_stats=stats()).cost_breakdown
     assert pure.weights_gb == pytest.approx(mixed.weights_gb / 2)
     assert pure.gradients_gb + pure.optimizer_gb == pytest.approx((mixed.gradients_gb + mixed.optimizer_gb) / 2)
+
+
+def test_the_loss_upcast_of_16_bit_logits_is_counted_and_a_16_bit_loss_holds_half() -> None:
+    """Our script's loss runs on fp32 copies of bf16 logits; a script whose loss stays 16-bit (DeepSpeed's engines,
+    as the published reference runs were) keeps the same copies at half the bytes."""
+    job = spec(method="lora", micro_batch_size=4, seq_len=2048)
+    ours = estimate(job, "h100", dataset_stats=stats(seq_len=2048)).cost_breakdown
+    loss16 = estimate(job, "h100", dataset_stats=stats(seq_len=2048), script=ScriptTraits(loss_upcast=False))
+    vocab, tokens = 32_000, 4 * 2048
+    copies = 1 + CALIBRATION.loss_logits_copies
+    assert ours.activations_gb - loss16.cost_breakdown.activations_gb == pytest.approx(
+        tokens * vocab * (4.0 - 2.0) * copies / 1e9
+    )
+
+
+def test_fp32_logits_need_no_upcast_copy() -> None:
+    """On the CPU the logits are fp32 already: only the loss's copies are added, whatever the script's loss does."""
+    job = spec(model_name="HuggingFaceTB/SmolLM2-135M-Instruct", target_gpu="cpu", micro_batch_size=2)
+    ours = estimate(job, dataset_stats=stats(200)).cost_breakdown
+    other = estimate(job, dataset_stats=stats(200), script=ScriptTraits(loss_upcast=False)).cost_breakdown
+    assert ours.activations_gb == other.activations_gb
+
+
+def test_the_optimizers_slack_on_the_states_is_the_cpus_own() -> None:
+    """torch's AdamW steps every tensor at once with foreach kernels on a GPU (temporaries as large as a share of
+    the states) and one tensor at a time on the CPU, so the CPU's slack on the states is its own, smaller share."""
+    data = stats(200)
+    full = spec(model_name="HuggingFaceTB/SmolLM2-135M-Instruct", method="full_finetune", precision="fp32")
+    cpu = estimate(full.model_copy(update={"target_gpu": "cpu"}), dataset_stats=data).cost_breakdown
+    gpu = estimate(full.model_copy(update={"target_gpu": "h100"}), dataset_stats=data).cost_breakdown
+    states = cpu.weights_gb + cpu.gradients_gb + cpu.optimizer_gb
+    assert states == pytest.approx(gpu.weights_gb + gpu.gradients_gb + gpu.optimizer_gb)
+    process = CALIBRATION.cpu_process_gb + data.tokens * CALIBRATION.host_bytes_per_token / 1e9
+    cpu_slack = cpu.overhead_gb - process - CALIBRATION.fragmentation * cpu.activations_gb
+    gpu_slack = gpu.overhead_gb - CALIBRATION.cuda_context_gb - CALIBRATION.fragmentation * gpu.activations_gb
+    assert gpu_slack == pytest.approx(CALIBRATION.state_overhead * states)
+    assert cpu_slack == pytest.approx(CALIBRATION.cpu_state_overhead * states)
+    assert CALIBRATION.cpu_state_overhead < CALIBRATION.state_overhead
 
 
 def test_cpu_keeps_fp32_weights_and_costs_nothing() -> None:

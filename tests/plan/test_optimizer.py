@@ -121,7 +121,7 @@ def test_checkpointing_when_activations_are_what_does_not_fit():
 
 
 def test_checkpointing_is_tried_only_where_the_plain_run_does_not_fit():
-    spec = make_spec(QWEN, micro_batch_size=16)
+    spec = make_spec(QWEN, micro_batch_size=12)
     proposal = propose(spec, stats(512, rows=100))
     assert proposal.changes == {"target_gpu": ["h100", "t4"], "gradient_checkpointing": [False, True]}
     rows = {(c.gpu, c.method, c.seq_len, c.gradient_checkpointing): c for c in proposal.candidates}

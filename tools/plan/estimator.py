@@ -38,7 +38,16 @@ from tools.inputs.model_config import (
 )
 from tools.inputs.tokenizer import load_tokenizer_offline
 from tools.plan.calibration import CALIBRATION
-from tools.plan.memory import Precision, checkpoint_dtype, eval_memory_gb, host_ram_gb, memory_gb, precision
+from tools.plan.memory import (
+    AEGIS_SCRIPT,
+    Precision,
+    ScriptTraits,
+    checkpoint_dtype,
+    eval_memory_gb,
+    host_ram_gb,
+    memory_gb,
+    precision,
+)
 from tools.plan.timing import micro_flops, step_time, utilisation
 
 GB = 1e9
@@ -220,12 +229,12 @@ def estimate(
     *,
     dataset_stats: DatasetStats | None = None,
     model_config: Any = None,
-    kbit_upcast: bool = True,
+    script: ScriptTraits = AEGIS_SCRIPT,
     measured: MeasuredTime | None = None,
 ) -> CostEstimate:
     """Price the spec on a GPU (default: its target). Pure given dataset_stats and model_config; missing ones are read.
 
-    kbit_upcast False: QLoRA as on a GPTQ checkpoint (the Qwen rows of bench/published.py), not our bitsandbytes.
+    script: what the training script does beyond the spec; Aegis's own unless a benchmark describes another.
     measured: a probe's step and startup on the machine that will train (tools/run/probe.py), used over the model."""
     gpu_info = get_gpu(gpu or spec.target_gpu)
     config = model_config or load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
@@ -238,7 +247,7 @@ def estimate(
 
     time = _time(spec, gpu_info, stats, trainable, prec, plan, measured)
 
-    memory = memory_gb(spec, gpu_info, stats, trainable, prec, data, kbit_upcast=kbit_upcast)
+    memory = memory_gb(spec, gpu_info, stats, trainable, prec, data, script=script)
     vram = sum(memory.values())
     notes = _notes(spec, gpu_info, data, stats, plan, vram) + _time_notes(time, measured)
     host = vram if gpu_info.name == "cpu" else host_ram_gb(spec, stats, prec, checkpoint_dtype(config), data, num_gpus)

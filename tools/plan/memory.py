@@ -64,6 +64,22 @@ def _dataset_host_gb(data: DatasetStats) -> float:
     return data.tokens * CALIBRATION.host_bytes_per_token / GB
 
 
+@dataclass(frozen=True)
+class ScriptTraits:
+    """What a training script does that the spec does not say. The default is Aegis's rendered script;
+    bench/published.py describes the published reference runs (Qwen's finetune.py) with other values."""
+
+    # QLoRA's non-quantized weights (embeddings, LM head, norms) are fp32, as peft's prepare_model_for_kbit_training
+    # leaves them for bitsandbytes (our script); it leaves GPTQ models in 16-bit.
+    kbit_upcast: bool = True
+    # The loss runs on fp32 copies of 16-bit logits: transformers' ForCausalLMLoss upcasts (our script), as torch
+    # autocast does for cross_entropy. DeepSpeed's fp16/bf16 engines run no autocast: their loss stays 16-bit.
+    loss_upcast: bool = True
+
+
+AEGIS_SCRIPT = ScriptTraits()
+
+
 def memory_gb(
     spec: TrainingSpec,
     gpu: GPU,
@@ -72,12 +88,10 @@ def memory_gb(
     prec: Precision,
     data: DatasetStats,
     *,
-    kbit_upcast: bool = True,
+    script: ScriptTraits = AEGIS_SCRIPT,
 ) -> dict[str, float]:
     """Per-GPU memory by part: weights, gradients, optimizer states, activations, overhead.
 
-    kbit_upcast: QLoRA's non-quantized weights (embeddings, LM head, norms) are fp32, as peft's
-    prepare_model_for_kbit_training leaves them for bitsandbytes (our script); it leaves GPTQ models in 16-bit.
     FSDP (full shard) divides the weights, gradients and optimizer states by the GPUs and adds the unit being
     gathered. On cpu the memory is the process's RAM, so the overhead also holds the dataset the script keeps.
     """
@@ -90,17 +104,20 @@ def memory_gb(
         frozen, trained = stats.total_params * prec.frozen_bytes, trainable * state
     else:  # qlora: linear layers in 4 bits; peft's prepare_model_for_kbit_training makes the rest fp32
         quantized = stats.quantizable_params
-        rest = 4.0 if kbit_upcast else 2.0
+        rest = 4.0 if script.kbit_upcast else 2.0
         frozen = quantized * cal.qlora_bits_per_param / 8 + (stats.total_params - quantized) * rest
         trained = trainable * state
     gathered = 2.0 * stats.total_params * 2.0 / max(stats.num_layers, 1) if shards > 1 else 0.0
     gradients = trainable * state / shards
     optimizer = trainable * _optimizer_bytes(spec, prec) / shards
-    activations = _activation_bytes(spec, gpu, stats, prec, kbit_upcast)
+    activations = _activation_bytes(spec, gpu, stats, prec, script)
     weights = (frozen + trained) / shards + gathered
     states = trained / shards + gradients + optimizer
-    base = cal.cpu_process_gb + _dataset_host_gb(data) if gpu.name == "cpu" else cal.cuda_context_gb
-    slack = cal.fragmentation * activations + cal.state_overhead * states  # allocator slack; buckets and buffers
+    if gpu.name == "cpu":  # torch's AdamW steps one tensor at a time on the CPU (no foreach kernels there)
+        base, state_slack = cal.cpu_process_gb + _dataset_host_gb(data), cal.cpu_state_overhead
+    else:
+        base, state_slack = cal.cuda_context_gb, cal.state_overhead
+    slack = cal.fragmentation * activations + state_slack * states  # allocator slack; buckets and buffers
     return {
         "weights_gb": weights / GB,
         "gradients_gb": gradients / GB,
@@ -117,9 +134,9 @@ def _optimizer_bytes(spec: TrainingSpec, prec: Precision) -> float:
     return 4.0 if prec.pure else 8.0
 
 
-def _activation_bytes(spec: TrainingSpec, gpu: GPU, stats: ModelStats, prec: Precision, kbit_upcast: bool) -> float:
+def _activation_bytes(spec: TrainingSpec, gpu: GPU, stats: ModelStats, prec: Precision, script: ScriptTraits) -> float:
     """Saved activations of one micro-batch (no score matrix: SDPA and flash attention never store it), and
-    the logits at the loss: 16-bit (fp32 on the CPU) plus the loss path's fp32 copies."""
+    the logits at the loss: 16-bit (fp32 on the CPU) plus the loss path's copies."""
     cal = CALIBRATION
     tokens = spec.micro_batch_size * spec.seq_len
     per_layer = stats.hidden_size * cal.activation_bytes_per_hidden * prec.activation_scale
@@ -127,19 +144,22 @@ def _activation_bytes(spec: TrainingSpec, gpu: GPU, stats: ModelStats, prec: Pre
         layer_bytes = stats.num_layers * stats.hidden_size * 2.0 * prec.activation_scale + per_layer
     else:
         layer_bytes = stats.num_layers * per_layer
-    return tokens * (layer_bytes + stats.vocab_size * logits_bytes(spec, gpu, prec, kbit_upcast=kbit_upcast))
+    return tokens * (layer_bytes + stats.vocab_size * logits_bytes(spec, gpu, prec, script))
 
 
-def logits_bytes(spec: TrainingSpec, gpu: GPU, prec: Precision, *, kbit_upcast: bool = True) -> float:
-    """Bytes per vocabulary entry per token at the loss, by loss path.
+def logits_bytes(spec: TrainingSpec, gpu: GPU, prec: Precision, script: ScriptTraits = AEGIS_SCRIPT) -> float:
+    """Bytes per vocabulary entry per token at the loss, by loss path: the logits, the loss's own copy of them
+    (an fp32 upcast, or a 16-bit shifted copy) and ``loss_logits_copies`` more in the loss's dtype (cross_entropy's
+    log-softmax and, at the peak of the backward pass, its gradients).
 
-    transformers' ForCausalLMLoss upcasts 16-bit logits to fp32 (a copy), then cross_entropy keeps its fp32
-    log-softmax and gradient (``logits_fp32_copies``). Logits that are fp32 already have no upcast copy: on the
-    CPU (fp32 weights), in fp32, and under QLoRA, where prepare_model_for_kbit_training makes lm_head fp32.
+    Logits that are fp32 already need no upcast, only the copies: on the CPU (fp32 weights), in fp32, and under our
+    QLoRA, where prepare_model_for_kbit_training makes lm_head fp32.
     """
-    fp32 = gpu.name == "cpu" or prec.activation_scale > 1 or (spec.method == "qlora" and kbit_upcast)
-    upcast = 0.0 if fp32 else 4.0
-    return (4.0 if fp32 else 2.0) + upcast + 4.0 * CALIBRATION.logits_fp32_copies
+    copies = CALIBRATION.loss_logits_copies
+    if gpu.name == "cpu" or prec.activation_scale > 1 or (spec.method == "qlora" and script.kbit_upcast):
+        return 4.0 + 4.0 * copies
+    loss_bytes = 4.0 if script.loss_upcast else 2.0
+    return 2.0 + loss_bytes * (1.0 + copies)
 
 
 def model_load_gb(params: int, ckpt_dtype: str, load_dtype: str | None) -> float:
