@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tools.core.spec import load_spec
-from tools.plan.actuals import ActualRecord, apply_learning, learned_error, read_actuals
+from tools.core.spec import ExecutionResult, load_spec
+from tools.plan.actuals import ActualRecord, apply_learning, learned_error, read_actuals, record_actual
 from tools.plan.estimator import estimate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,16 @@ def record(ratio: float, status: str = "succeeded", gpu: str = "cpu") -> ActualR
         estimated_cost_usd=0.0,
         actual_cost_usd=0.0,
     )
+
+
+def test_the_measured_peak_is_recorded_in_the_estimates_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Runs measure MiB; the estimate is in GB of 1e9 bytes. MiB / 1024 (GiB) would read a run 7% below its estimate."""
+    monkeypatch.setenv("AEGIS_HOME", str(tmp_path))
+    estimate = estimate_spec(load_spec(ROOT / "data/specs/sample_lora.yaml"))
+    result = ExecutionResult(status="succeeded", duration_s=10.0, peak_memory_mb=1796.0)
+    stored = record_actual("r", 1, estimate, result)
+    assert stored.actual_memory_gb == pytest.approx(1796.0 * 2**20 / 1e9)  # 1.883 GB, not 1.754
+    assert read_actuals()[-1].actual_memory_gb == stored.actual_memory_gb
 
 
 def test_recent_error_uses_finished_runs_of_the_same_gpu_only():

@@ -205,7 +205,7 @@ def test_report_has_every_section_in_order(report):
         "| Hard limit (max_budget_usd) | $5.00 |",
         "| Soft threshold (auto-approve at or below) | $2.00 |",
         "| Decided by | auto (policy) |",
-        "| Peak memory | 3.18 GB (VRAM estimate) | 23.34 GB |",
+        "| Peak memory | 3.18 GB (VRAM estimate) | 25.06 GB |",  # 23,900 MiB in the estimate's GB (1e9 bytes)
         "| Format pass rate | 0% | 80% |",
         "| overfitting_gap | **FAIL** | 1.7 | 1.0 |",
         "### Attempt 1: failed (oom)",

@@ -297,11 +297,16 @@ class ExecutionResult(BaseModel):
     train_tokens: int = 0
     duration_s: float = 0.0
     tokens_per_s: float = 0.0
-    peak_memory_mb: float = 0.0
+    peak_memory_mb: float = Field(default=0.0, description="MiB (2**20 bytes), as the script measures it.")
     actual_cost_usd: float = 0.0
     estimated_gpu_cost_usd: float | None = None
     output_dir: str | None = None
     log_path: str | None = None
+
+    @property
+    def peak_memory_gb(self) -> float:
+        """The peak in the estimator's unit (1e9 bytes), so the two compare: MiB / 1024 would be GiB, 7% less."""
+        return self.peak_memory_mb * 2**20 / 1e9
 
 
 class EvalCheck(BaseModel):

@@ -64,7 +64,7 @@ def record_actual(run_id: str, attempt: int, estimate: CostEstimate, result: Exe
         estimated_seconds=estimate.cost_breakdown.estimated_seconds,
         actual_seconds=result.duration_s,
         estimated_memory_gb=estimate.estimated_vram_gb,
-        actual_memory_gb=result.peak_memory_mb / 1024.0,
+        actual_memory_gb=result.peak_memory_gb,
         estimated_cost_usd=estimate.estimated_cost_usd,
         actual_cost_usd=result.actual_cost_usd,
     )

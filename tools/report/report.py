@@ -104,7 +104,7 @@ def _attempt_rows(attempts: list[ExecutionResult]) -> list[dict[str, str]]:
             "where": f"{a.executor} · {a.num_gpus}× {a.gpu}",
             "duration": minutes(a.duration_s),
             "cost": usd(a.actual_cost_usd),
-            "peak": f"{a.peak_memory_mb / 1024:.2f} GB" if a.peak_memory_mb else DASH,
+            "peak": f"{a.peak_memory_gb:.2f} GB" if a.peak_memory_mb else DASH,
             "tps": f"{a.tokens_per_s:,.0f}" if a.tokens_per_s else DASH,
             "steps": f"{a.steps_completed}/{a.total_steps}",
             "loss": num(a.final_train_loss),
@@ -116,7 +116,7 @@ def _attempt_rows(attempts: list[ExecutionResult]) -> list[dict[str, str]]:
 def _estimated_vs_actual(
     estimate: CostEstimate | None, attempts: list[ExecutionResult], spec: TrainingSpec
 ) -> list[tuple[str, str, str]]:
-    peak = max((a.peak_memory_mb for a in attempts), default=0.0)
+    peak = max((a.peak_memory_gb for a in attempts), default=0.0)
     tps = [a.tokens_per_s for a in attempts if a.tokens_per_s]
     est_tps = None
     if estimate and estimate.cost_breakdown.estimated_seconds > 0:
@@ -136,7 +136,7 @@ def _estimated_vs_actual(
         (
             "Peak memory",
             f"{estimate.estimated_vram_gb:.2f} GB (VRAM estimate)" if estimate else DASH,
-            f"{peak / 1024:.2f} GB" if peak else DASH,
+            f"{peak:.2f} GB" if peak else DASH,
         ),
         (
             "Throughput",
