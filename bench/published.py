@@ -117,13 +117,17 @@ def model_config(name: str) -> Any:
 #   casts the adapters to the base weights' dtype (bf16) and torch's AdamW keeps its moments in the weights' dtype,
 #   so adapters, gradients and moments are all bf16: the spec's precision "bf16_pure".
 # - qlora: --fp16 under DeepSpeed ZeRO-2 (finetune_qlora_single_gpu.sh): DeepSpeed runs no autocast, so the loss
-#   stays 16-bit; its GPTQ Int4 checkpoint is left in 16-bit by peft (no kbit upcast); fp32 master adapters.
-# - full and lora_zero3: --bf16 under DeepSpeed (ZeRO-2 / ZeRO-3): 16-bit loss, fp32 master weights.
+#   stays 16-bit; its GPTQ Int4 checkpoint is left in 16-bit by peft (no kbit upcast); fp32 master adapters and an
+#   fp32 copy of every gradient at the step (ZeRO-2's partition).
+# - full and lora_zero3: --bf16 under DeepSpeed ZeRO-3 (finetune_ds.sh, "we use DeepSpeed ZeRO 3 in this script";
+#   the 72B LoRA rows with ds_config_zero3.json): 16-bit loss, fp32 master weights, and the step takes one
+#   sub-group of sub_group_size = 1e9 weights at a time (finetune/ds_config_zero3.json).
+ZERO3_SUB_GROUP = 1e9
 REFERENCE_SCRIPTS = {
     "lora": ScriptTraits(loss_upcast=True),
     "qlora": ScriptTraits(kbit_upcast=False, loss_upcast=False),
-    "full": ScriptTraits(loss_upcast=False),
-    "lora_zero3": ScriptTraits(loss_upcast=False),
+    "full": ScriptTraits(loss_upcast=False, optimizer_step_weights=ZERO3_SUB_GROUP),
+    "lora_zero3": ScriptTraits(loss_upcast=False, optimizer_step_weights=ZERO3_SUB_GROUP),
 }
 
 

@@ -53,23 +53,24 @@ class Calibration:
     # backward pass, its gradients, in copies of the logits (in the loss's dtype) beside the logits themselves and
     # the loss's own copy of them. Between 1 (the forward's peak) and 2 (the backward's) if nothing is freed early.
     # FITTED as the GPU terms above.
-    loss_logits_copies: float = 1.347
+    loss_logits_copies: float = 1.464
     # 4-bit NF4 with double quantisation (the script's bnb_4bit_use_double_quant=True): 4 bits, plus an 8-bit absmax
     # per 64 weights (0.125), plus a 32-bit constant per 256 such blocks (0.002): 4.127 bits per weight.
     qlora_bits_per_param: float = 4.127
-    cuda_context_gb: float = 2.40  # FITTED (Qwen rows): CUDA context, cuBLAS and flash workspaces, NCCL buffers
+    cuda_context_gb: float = 2.30  # FITTED (Qwen rows): CUDA context, cuBLAS and flash workspaces, NCCL buffers
     # cpu: the script's peak RSS minus the estimate's weights..activations (with fragmentation) is
     # cpu_process_gb + cpu_state_overhead x (trainable weights, gradients and optimizer states): torch, transformers,
     # peft and datasets imported, the allocator's slack; torch's AdamW steps one tensor at a time on the CPU, so its
-    # temporaries are one tensor's, not a share of every state as with CUDA's foreach kernels (state_overhead).
+    # temporaries are one tensor's, not one per weight as with CUDA's foreach kernels (_step_temporaries).
     # Least squares over the 8 jobs of `python bench/estimate_accuracy.py` on 2026-11-30 (2-core AMD EPYC,
     # avx512_bf16, torch 2.13 cpu; bench/results/cpu-2026-11-30.md).
     cpu_process_gb: float = 0.62
     cpu_state_overhead: float = 0.06
     # Allocator slack on what churns every step: the activations.
-    fragmentation: float = 0.032  # FITTED (Qwen rows): PyTorch's caching allocator mostly reuses blocks
-    # Beside the trainable weights, their gradients and optimizer states: flat buffers, buckets and slack.
-    state_overhead: float = 0.351  # FITTED (Qwen rows): flat buffers, communication buckets, slack
+    fragmentation: float = 1e-6  # FITTED to its floor on the Qwen rows: PyTorch's caching allocator reuses blocks
+    # Beside the trainable weights, their gradients and optimizer states, and beside the optimizer step's own
+    # temporaries (tools/plan/memory.py _step_temporaries): flat buffers, communication buckets, allocator slack.
+    state_overhead: float = 0.207  # FITTED (Qwen rows)
     # Host RAM per token of the dataset in the training script: ids and labels as Python int lists, the packed rows
     # and the records they came from. Retained RSS of the script's own data stage on 40x copies of the bundled
     # datasets (579k-654k tokens): 100-111 B per token over two passes, medians 106 and 103.

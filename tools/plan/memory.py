@@ -2,8 +2,9 @@
 
 Per GPU: weights + gradients + optimizer states + activations (Korthikanti et al. 2022, 34·hidden bytes per token
 per layer in 16-bit; the 5·heads·seq score term is left out because SDPA and flash attention never store the
-score matrix) + logits (the loss path's copies) + overhead (CUDA context; allocator slack on what churns, not on
-frozen weights). Bytes per parameter are explicit per method, precision, optimizer and sharding.
+score matrix) + logits (the loss path's copies) + overhead (CUDA context; the optimizer step's temporaries;
+buffers and allocator slack on what churns, not on frozen weights). Bytes per parameter are explicit per method,
+precision, optimizer and sharding.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class ScriptTraits:
     # The loss runs on fp32 copies of 16-bit logits: transformers' ForCausalLMLoss upcasts (our script), as torch
     # autocast does for cross_entropy. DeepSpeed's fp16/bf16 engines run no autocast: their loss stays 16-bit.
     loss_upcast: bool = True
+    # How many trainable weights (per GPU) the optimizer's step works on at once, each with a temporary of its state
+    # dtype. None: all of them, as torch's foreach AdamW does on CUDA (our script) and DeepSpeed ZeRO-2 with its fp32
+    # gradient partition; DeepSpeed ZeRO-3 takes one sub-group at a time (its sub_group_size).
+    optimizer_step_weights: float | None = None
 
 
 AEGIS_SCRIPT = ScriptTraits()
@@ -113,18 +118,29 @@ def memory_gb(
     activations = _activation_bytes(spec, gpu, stats, prec, script)
     weights = (frozen + trained) / shards + gathered
     states = trained / shards + gradients + optimizer
-    if gpu.name == "cpu":  # torch's AdamW steps one tensor at a time on the CPU (no foreach kernels there)
-        base, state_slack = cal.cpu_process_gb + _dataset_host_gb(data), cal.cpu_state_overhead
+    if gpu.name == "cpu":  # torch's AdamW steps one tensor at a time on the CPU: its temporaries are in the share
+        fixed, state_slack = (cal.cpu_process_gb + _dataset_host_gb(data)) * GB, cal.cpu_state_overhead * states
     else:
-        base, state_slack = cal.cuda_context_gb, cal.state_overhead
-    slack = cal.fragmentation * activations + state_slack * states  # allocator slack; buckets and buffers
+        fixed = cal.cuda_context_gb * GB
+        state_slack = cal.state_overhead * states + _step_temporaries(spec, prec, script, trainable / shards)
+    overhead = fixed + state_slack + cal.fragmentation * activations  # allocator slack on what churns
     return {
         "weights_gb": weights / GB,
         "gradients_gb": gradients / GB,
         "optimizer_gb": optimizer / GB,
         "activations_gb": activations / GB,
-        "overhead_gb": base + slack / GB,
+        "overhead_gb": overhead / GB,
     }
+
+
+def _step_temporaries(spec: TrainingSpec, prec: Precision, script: ScriptTraits, weights: float) -> float:
+    """Bytes of the optimizer step's temporaries on a GPU: torch's foreach AdamW makes one tensor the size of the
+    states it steps (``exp_avg_sq_sqrt`` in torch/optim/adamw.py, in the state dtype); bitsandbytes' 8-bit AdamW
+    steps each tensor in a fused kernel and makes none."""
+    if spec.optimizer != "adamw":
+        return 0.0
+    at_once = weights if script.optimizer_step_weights is None else min(weights, script.optimizer_step_weights)
+    return (2.0 if prec.pure else 4.0) * at_once
 
 
 def _optimizer_bytes(spec: TrainingSpec, prec: Precision) -> float:
