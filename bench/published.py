@@ -122,12 +122,18 @@ def model_config(name: str) -> Any:
 # - full and lora_zero3: --bf16 under DeepSpeed ZeRO-3 (finetune_ds.sh, "we use DeepSpeed ZeRO 3 in this script";
 #   the 72B LoRA rows with ds_config_zero3.json): 16-bit loss, fp32 master weights, and the step takes one
 #   sub-group of sub_group_size = 1e9 weights at a time (finetune/ds_config_zero3.json).
-ZERO3_SUB_GROUP = 1e9
+#   ZeRO-3 gathers module by module in 16-bit, so no root unit stays whole.
+ZERO3: dict[str, Any] = {
+    "loss_upcast": False,
+    "optimizer_step_weights": 1e9,
+    "gather_bytes": 2.0,
+    "gathers_root": False,
+}
 REFERENCE_SCRIPTS = {
     "lora": ScriptTraits(loss_upcast=True),
     "qlora": ScriptTraits(kbit_upcast=False, loss_upcast=False),
-    "full": ScriptTraits(loss_upcast=False, optimizer_step_weights=ZERO3_SUB_GROUP),
-    "lora_zero3": ScriptTraits(loss_upcast=False, optimizer_step_weights=ZERO3_SUB_GROUP),
+    "full": ScriptTraits(**ZERO3),
+    "lora_zero3": ScriptTraits(**ZERO3),
 }
 
 

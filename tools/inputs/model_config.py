@@ -46,6 +46,9 @@ class ModelStats:
     num_heads: int
     vocab_size: int
     max_positions: int | None
+    layer_params: (
+        int  # weights inside the repeated decoder layers; the rest (embeddings, LM head, final norm) is outside
+    )
 
     @property
     def matmul_params(self) -> int:
@@ -195,7 +198,16 @@ def _build_stats(config: Any, trust_remote_code: bool) -> ModelStats:
         num_heads=int(text.num_attention_heads),
         vocab_size=int(text.vocab_size),
         max_positions=max_positions(config),
+        layer_params=_decoder_layer_params(model, int(text.num_hidden_layers)),
     )
+
+
+def _decoder_layer_params(model: Any, num_layers: int) -> int:
+    """Weights of the repeated decoder layers: the largest module list with one entry per layer."""
+    import torch
+
+    stacks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == num_layers]
+    return max((sum(p.numel() for p in stack.parameters()) for stack in stacks), default=0)
 
 
 def count_parameters(config: Any, *, trust_remote_code: bool = False) -> int:

@@ -80,6 +80,11 @@ class ScriptTraits:
     # dtype. None: all of them, as torch's foreach AdamW does on CUDA (our script) and DeepSpeed ZeRO-2 with its fp32
     # gradient partition; DeepSpeed ZeRO-3 takes one sub-group at a time (its sub_group_size).
     optimizer_step_weights: float | None = None
+    # Under FSDP: the bytes per weight of a gathered unit (None: the weights' stored dtype, as FSDP2 with no
+    # MixedPrecisionPolicy gathers them: our script), and whether the root unit (embeddings, LM head, final norm)
+    # stays gathered through the step, as FSDP2's does; DeepSpeed ZeRO-3 fetches module by module in 16-bit.
+    gather_bytes: float | None = None
+    gathers_root: bool = True
 
 
 AEGIS_SCRIPT = ScriptTraits()
@@ -112,7 +117,7 @@ def memory_gb(
         rest = 4.0 if script.kbit_upcast else 2.0
         frozen = quantized * cal.qlora_bits_per_param / 8 + (stats.total_params - quantized) * rest
         trained = trainable * state
-    gathered = 2.0 * stats.total_params * 2.0 / max(stats.num_layers, 1) if shards > 1 else 0.0
+    gathered = _gathered_bytes(spec, stats, prec, script) if shards > 1 else 0.0
     gradients = trainable * state / shards
     optimizer = trainable * _optimizer_bytes(spec, prec) / shards
     activations = _activation_bytes(spec, gpu, stats, prec, script)
@@ -131,6 +136,18 @@ def memory_gb(
         "activations_gb": activations / GB,
         "overhead_gb": overhead / GB,
     }
+
+
+def _gathered_bytes(spec: TrainingSpec, stats: ModelStats, prec: Precision, script: ScriptTraits) -> float:
+    """Weights FSDP holds whole at once beside the shards: two decoder layers (the one running and the one
+    prefetched) and, with FSDP2, the root unit, which is gathered for the whole forward and again for the whole
+    backward. Full fine-tuning stores (and so gathers) fp32 master weights unless pure bf16; LoRA's frozen base is
+    stored in the compute dtype."""
+    stored = (2.0 if prec.pure else 4.0) if spec.method == "full_finetune" else prec.frozen_bytes
+    per_weight = stored if script.gather_bytes is None else script.gather_bytes
+    layers = 2.0 * stats.layer_params / max(stats.num_layers, 1)
+    root = stats.total_params - stats.layer_params if script.gathers_root else 0.0
+    return (layers + root) * per_weight
 
 
 def _step_temporaries(spec: TrainingSpec, prec: Precision, script: ScriptTraits, weights: float) -> float:
