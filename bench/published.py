@@ -3,8 +3,8 @@
 Each row of bench/published/qwen_readme.yaml is one model, method and GPU count measured at six sequence
 lengths on A100-80GB. The same job is written as a TrainingSpec (micro batch 1, accumulation 8, gradient
 checkpointing, LoRA r=64 on Qwen's targets, padded rows) and given to the estimator with the model's
-published shape and what Qwen's script did that the spec does not say (REFERENCE_SCRIPTS); its seconds per optimizer step and its memory (summed over the GPUs, as the README reports
-it) are compared with the measured ones.
+published shape and what Qwen's script did that the spec does not say (REFERENCE_SCRIPTS); its seconds per
+optimizer step and its memory (summed over the GPUs, as the README reports it) are compared with the measured ones.
 
 Rows are split in two: the calibration rows are the only ones the fitted constants of
 tools/plan/calibration.py were fitted to (`--fit`); the held-out rows (every Qwen-7B row) never were, so
@@ -123,17 +123,12 @@ def model_config(name: str) -> Any:
 #   the 72B LoRA rows with ds_config_zero3.json): 16-bit loss, fp32 master weights, and the step takes one
 #   sub-group of sub_group_size = 1e9 weights at a time (finetune/ds_config_zero3.json).
 #   ZeRO-3 gathers module by module in 16-bit, so no root unit stays whole.
-ZERO3: dict[str, Any] = {
-    "loss_upcast": False,
-    "optimizer_step_weights": 1e9,
-    "gather_bytes": 2.0,
-    "gathers_root": False,
-}
+ZERO3 = ScriptTraits(loss_upcast=False, optimizer_step_weights=1e9, gather_bytes=2.0, gathers_root=False)
 REFERENCE_SCRIPTS = {
     "lora": ScriptTraits(loss_upcast=True),
     "qlora": ScriptTraits(kbit_upcast=False, loss_upcast=False),
-    "full": ScriptTraits(**ZERO3),
-    "lora_zero3": ScriptTraits(**ZERO3),
+    "full": ZERO3,
+    "lora_zero3": ZERO3,
 }
 
 

@@ -46,9 +46,8 @@ class ModelStats:
     num_heads: int
     vocab_size: int
     max_positions: int | None
-    layer_params: (
-        int  # weights inside the repeated decoder layers; the rest (embeddings, LM head, final norm) is outside
-    )
+    # Weights inside the repeated decoder layers; the rest (embeddings, LM head, final norm) is outside them.
+    layer_params: int
 
     @property
     def matmul_params(self) -> int:
