@@ -13,7 +13,7 @@ import torch
 
 from tools.core.spec import TrainingSpec
 from tools.inputs.local_models import resolve_model
-from tools.run.local import child_env
+from tools.run.sandbox import available_cores, sandbox_env
 from tools.run.render import render_script
 
 pytestmark = [
@@ -51,7 +51,7 @@ def test_two_steps_on_the_gpu(tmp_path: Path, method: str) -> None:
     proc = subprocess.run(
         [sys.executable, str(rendered.script_path), "--config", str(rendered.config_path)],
         cwd=rendered.workdir,
-        env=child_env(),
+        env=sandbox_env(str(tmp_path), available_cores()),
         capture_output=True,
         text=True,
         timeout=600,

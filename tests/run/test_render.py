@@ -16,7 +16,7 @@ from tools.inputs.local_models import resolve_model
 from tools.recipe import formatting
 from tools.run import render
 from tools.run.failures import EXIT_CODES
-from tools.run.local import child_env
+from tools.run.sandbox import available_cores, sandbox_env
 from tools.run.render import RECIPE_MODULES, RenderedScript, decide_precision, recipe_sections, render_script
 
 RUFF_RULES = ["--select", "E,F,I,UP,B,W", "--line-length", "120", "--target-version", "py311"]
@@ -102,7 +102,7 @@ def test_the_script_trains_where_aegis_cannot_be_imported(tmp_path: Path, datase
     proc = subprocess.run(
         [sys.executable, "-c", probe, str(rendered.script_path), str(rendered.config_path)],
         cwd=rendered.workdir,
-        env=child_env(),
+        env=sandbox_env(str(tmp_path), available_cores()),
         capture_output=True,
         text=True,
         timeout=300,
@@ -128,7 +128,7 @@ def test_model_name_cannot_inject_code(tmp_path: Path, dataset: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(rendered.script_path), "--config", str(rendered.config_path)],
         cwd=rendered.workdir,
-        env=child_env(),
+        env=sandbox_env(str(tmp_path), available_cores()),
         capture_output=True,
         text=True,
         timeout=120,

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from tools.core.catalog import gpu_names
 from tools.core.errors import SpecError
+from tools.core.isolation import Isolation
 from tools.core.settings import settings
 from tools.core.status import AttemptStatus, EventStatus, FailureClass
 
@@ -283,7 +284,8 @@ class ExecutionResult(BaseModel):
     failure_class: FailureClass | None = None
     error_message: str | None = None
     exit_code: int | None = None
-    executor: Literal["local", "modal"] = "local"
+    executor: str = Field(default="local", description="The backend that ran it (tools.run.backend).")
+    isolation: Isolation | None = Field(default=None, description="What contained it; None in records before this.")
     gpu: str = "cpu"
     num_gpus: int = 1
     loss_curve: list[tuple[int, float]] = Field(default_factory=list)

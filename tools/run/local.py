@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -31,58 +30,18 @@ from typing import IO, Any
 
 import psutil
 
+from tools.core.isolation import IsolationFacts
 from tools.core.spec import ExecutionResult, TrainingSpec
 from tools.core.status import FailureClass
 from tools.core.stop import StopCheck
 from tools.run.failures import classify_failure, error_lines
 from tools.run.render import RenderedScript
+from tools.run.sandbox import Contained, Mounts, paths_of, start_contained
 from tools.run.watchdog import Watchdog
 
-SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
-SECRET_PREFIXES = ("OPENAI_", "LANGSMITH_", "LANGCHAIN_", "MODAL_", "AWS_", "HF_TOKEN")
 POLL_S = 0.2
 KILL_GRACE_S = 5.0
 LOG_TAIL_BYTES = 20_000
-
-
-def is_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS) or upper.startswith(SECRET_PREFIXES)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def child_env(base: Mapping[str, str] | None = None, threads: int | None = None) -> dict[str, str]:
-    """The training process's environment: the parent's, less anything that looks like a secret."""
-    env = {name: value for name, value in (base if base is not None else os.environ).items() if not is_secret(name)}
-    n = str(threads or available_cores())
-    env.update(
-        {
-            "OMP_NUM_THREADS": n,
-            "MKL_NUM_THREADS": n,
-            "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONUNBUFFERED": "1",
-            "ARROW_DEFAULT_MEMORY_POOL": "system",
-        }
-    )
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("HF_DATASETS_OFFLINE", "1")
-    return env
-
-
-def _limit_memory(pid: int, memory_limit_mb: int) -> None:
-    """Cap the child's RLIMIT_DATA right after it starts (prlimit, not preexec_fn: that one can deadlock
-    in a parent with threads, such as the chat server); the interpreter's first milliseconds need ~10 MB."""
-    limit = int(memory_limit_mb) * 2**20
-    try:
-        resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
-    except ProcessLookupError:  # it already exited; its exit code tells why
-        pass
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -167,12 +126,15 @@ def run_local(
     estimated_gpu_cost_usd: float | None = None,
     should_stop: StopCheck | None = None,
     on_start: Callable[[int], None] | None = None,
+    outer: IsolationFacts | None = None,
 ) -> ExecutionResult:
     """Run one attempt to its end, its time limit, a stop request or Ctrl-C, and report what really happened.
 
     on_start: called with the child's pid (its process group) as soon as it runs: the caller's own watchdog
     hook (an attempt's, which books the attempt after a kill). Without one, a watchdog with nothing to book
     guards the run here, so no caller (the smoke run, the probe) can leave a training behind if aegis is killed.
+    outer: the isolation this whole process already runs in (a Modal container); otherwise the local sandbox.
+    Raises IsolationRefused, with nothing started, where the run must be isolated and cannot be.
     """
     workdir = Path(workdir)
     log_path = workdir / "train.log"
@@ -180,7 +142,8 @@ def run_local(
     tail = MetricsTail(rendered.metrics_path)
     watch = _Watch(started=time.monotonic(), timeout_s=timeout_s)
     with open(log_path, "wb") as log:
-        proc = _start(_command(spec, rendered), workdir, log, memory_limit_mb)
+        started = _start(spec, rendered, log, memory_limit_mb, outer)
+        proc = started.proc
         guard: Watchdog | None = None
         try:
             if on_start is not None:
@@ -211,7 +174,7 @@ def run_local(
         sampled_peak_mb=watch.peak_mb,
         gpu_price_usd_per_sec=gpu_price_usd_per_sec,
         estimated_gpu_cost_usd=estimated_gpu_cost_usd,
-    )
+    ).model_copy(update={"isolation": started.isolation.kind})
 
 
 def _command(spec: TrainingSpec, rendered: RenderedScript) -> list[str]:
@@ -223,20 +186,25 @@ def _command(spec: TrainingSpec, rendered: RenderedScript) -> list[str]:
     return cmd
 
 
-def _start(cmd: list[str], workdir: Path, log: IO[bytes], memory_limit_mb: int | None) -> subprocess.Popen[bytes]:
-    """The child in its own session (so its whole group can be killed), its output in the log, memory capped."""
-    proc = subprocess.Popen(
-        cmd,
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
+def training_mounts(spec: TrainingSpec, rendered: RenderedScript) -> Mounts:
+    """What the script may see: the model, the data and a checkpoint to resume from, read-only; its attempt folder."""
+    config = rendered.config
+    inputs = paths_of(config.get(key) for key in ("model_path", "dataset_path", "eval_dataset_path", "resume_from"))
+    return Mounts(read_only=inputs, writable=(rendered.workdir,), remote_code=spec.trust_remote_code)
+
+
+def _start(
+    spec: TrainingSpec, rendered: RenderedScript, log: IO[bytes], memory_limit_mb: int | None, outer: IsolationFacts | None
+) -> Contained:
+    """The script in the sandbox, in its own session (so its whole group can be killed), its output in the log."""
+    return start_contained(
+        _command(spec, rendered),
+        training_mounts(spec, rendered),
+        cwd=rendered.workdir,
         stdout=log,
-        stderr=subprocess.STDOUT,
-        env=child_env(),
-        start_new_session=True,
+        memory_limit_mb=memory_limit_mb,
+        outer=outer,
     )
-    if memory_limit_mb is not None:
-        _limit_memory(proc.pid, memory_limit_mb)
-    return proc
 
 
 @dataclass

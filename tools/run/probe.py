@@ -31,7 +31,8 @@ from tools.core.stop import StopCheck
 from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import PreparedData
 from tools.recipe.precision import cpu_supports_bf16
-from tools.run.local import MetricsTail, available_cores, run_local
+from tools.run.local import MetricsTail, run_local
+from tools.run.sandbox import available_cores
 from tools.run.render import render_script, render_source
 
 PROBE_STEPS = 4  # the first is warm-up (allocations, lazy kernels); the other three are timed
