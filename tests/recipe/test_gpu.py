@@ -13,8 +13,8 @@ import torch
 
 from tools.core.spec import TrainingSpec
 from tools.inputs.local_models import resolve_model
-from tools.run.sandbox import available_cores, sandbox_env
 from tools.run.render import render_script
+from tools.run.sandbox import available_cores, sandbox_env
 
 pytestmark = [
     pytest.mark.gpu,

@@ -23,8 +23,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from tools.core.spec import TrainingSpec
 from tools.run.failures import EXIT_CODES
 from tools.run.local import run_local
-from tools.run.sandbox import sandbox_env
 from tools.run.render import RenderedScript, render_script
+from tools.run.sandbox import sandbox_env
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"

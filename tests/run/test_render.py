@@ -16,8 +16,8 @@ from tools.inputs.local_models import resolve_model
 from tools.recipe import formatting
 from tools.run import render
 from tools.run.failures import EXIT_CODES
-from tools.run.sandbox import available_cores, sandbox_env
 from tools.run.render import RECIPE_MODULES, RenderedScript, decide_precision, recipe_sections, render_script
+from tools.run.sandbox import available_cores, sandbox_env
 
 RUFF_RULES = ["--select", "E,F,I,UP,B,W", "--line-length", "120", "--target-version", "py311"]
 

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -194,7 +194,11 @@ def training_mounts(spec: TrainingSpec, rendered: RenderedScript) -> Mounts:
 
 
 def _start(
-    spec: TrainingSpec, rendered: RenderedScript, log: IO[bytes], memory_limit_mb: int | None, outer: IsolationFacts | None
+    spec: TrainingSpec,
+    rendered: RenderedScript,
+    log: IO[bytes],
+    memory_limit_mb: int | None,
+    outer: IsolationFacts | None,
 ) -> Contained:
     """The script in the sandbox, in its own session (so its whole group can be killed), its output in the log."""
     return start_contained(

@@ -32,8 +32,8 @@ from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import PreparedData
 from tools.recipe.precision import cpu_supports_bf16
 from tools.run.local import MetricsTail, run_local
-from tools.run.sandbox import available_cores
 from tools.run.render import render_script, render_source
+from tools.run.sandbox import available_cores
 
 PROBE_STEPS = 4  # the first is warm-up (allocations, lazy kernels); the other three are timed
 PROBE_TIMEOUT_S = 300.0
