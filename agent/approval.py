@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.core.isolation import CodeFile
 from tools.core.money import usd
 from tools.core.spec import TrainingSpec
 from tools.core.status import Decision
@@ -76,6 +77,9 @@ class ApprovalRequest(BaseModel):
     estimated_vram_gb: float
     fits: bool
     gpu: str
+    backend: str = Field(default="", description="Where it runs: the backend the estimate, hold and bill name.")
+    isolation: str = Field(default="", description="What contains the run, e.g. 'isolation: bubblewrap (…)'.")
+    remote_code: list[CodeFile] = Field(default_factory=list, description="The model's own code the run executes.")
     spent_usd: float
     soft_threshold_usd: float
     max_budget_usd: float

@@ -30,24 +30,24 @@ from tools.job.reporting import report_job
 from tools.job.state import TERMINAL, JobState, new_job
 from tools.policy.records import Lifecycle
 from tools.policy.store import SpendStore
+from tools.run.backend import AUTO
 
 STOPPED = "Stopped on request: nothing more will be started. The report says what ran and what it cost."
 NOTE = "aegis_note"  # a word to the person that does not end the turn
 
 
-def system_prompt(executor: str) -> str:
-    text = (PROMPTS_DIR / "system.md").read_text(encoding="utf-8")
-    return text.replace("{run_tool}", "run_on_modal" if executor == "modal" else "run_local")
+def system_prompt() -> str:
+    return (PROMPTS_DIR / "system.md").read_text(encoding="utf-8")
 
 
-def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None, executor: str = "local") -> Any:
+def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None) -> Any:
     extraction = (PROMPTS_DIR / "extraction.md").read_text(encoding="utf-8")
     # One tool call at a time: asked of the model where it can be, and enforced by the graph (route_*) anyway.
     serial = {"parallel_tool_calls": False} if "parallel_tool_calls" in signature(model.bind_tools).parameters else {}
     with_tools = model.bind_tools(TOOLS, **serial)
-    fallback = OfflinePlanner(executor=executor).bind_tools(TOOLS)  # the standard plan, when the model cannot
+    fallback = OfflinePlanner().bind_tools(TOOLS)  # the standard plan, when the model cannot
     tool_names = {t.name for t in TOOLS}
-    prompt = system_prompt(executor)
+    prompt = system_prompt()
 
     def intake(state: AgentState) -> dict[str, Any]:
         human = next((m for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), None)
@@ -172,7 +172,7 @@ def _job_for(state: AgentState, draft: dict[str, Any]) -> JobState:
     return new_job(
         policy,
         max_retries=state.get("max_retries", 3),
-        executor=state.get("executor", "local"),  # type: ignore[arg-type]
+        backend=state.get("backend", AUTO),
         run_id=run_id,
         thread_id=thread,
         local_memory_limit_mb=state.get("local_memory_limit_mb"),

@@ -22,6 +22,7 @@ from tools.core.spec import TrainingSpec, parse_spec
 from tools.inputs.hub_data import ensure_dataset
 from tools.inputs.model_config import check_seq_len, known_config
 from tools.inputs.model_defaults import recipe_defaults
+from tools.run.backend import default_target
 
 
 class SpecRequest(BaseModel):
@@ -116,7 +117,7 @@ def build_spec(draft: dict[str, Any]) -> tuple[TrainingSpec | None, str | None]:
     if missing:
         asks = " and ".join(NEEDS[name] for name in missing)
         return None, f"Before I can estimate anything I need to know {asks}."
-    fields = recipe_defaults(draft["model_name"])
+    fields = recipe_defaults(draft["model_name"]) | {"target_gpu": default_target(draft)}
     fields.update({k: v for k, v in draft.items() if k in SPEC_FIELDS and v is not None})
     try:
         spec = parse_spec(fields)

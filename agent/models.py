@@ -22,11 +22,11 @@ def model_choice(name: str | None = None) -> str:
     return name or settings().model or DEFAULT_MODEL
 
 
-def make_chat_model(name: str | None = None, *, executor: str = "local") -> BaseChatModel:
+def make_chat_model(name: str | None = None) -> BaseChatModel:
     """``offline`` or ``openai:MODEL`` (OPENAI_BASE_URL points it at vLLM, Ollama, llama.cpp...)."""
     choice = model_choice(name)
     if choice == "offline":
-        return OfflinePlanner(executor=executor)
+        return OfflinePlanner()
     if choice.startswith("openai:") and len(choice) > len("openai:"):
         if not os.environ.get("OPENAI_API_KEY") and not os.environ.get("OPENAI_BASE_URL"):
             raise AegisError(

@@ -33,6 +33,7 @@ from agent.results import (
 )
 from tools.core.money import usd
 from tools.plan.remediation import REMEDIATE_ON
+from tools.run.backend import LOCAL
 
 SPEC_PARSED = "aegis_spec_parsed"
 MAX_TOOL_CALLS = 30
@@ -41,7 +42,6 @@ MAX_TOOL_CALLS = 30
 class OfflinePlanner(BaseChatModel):
     """Rule-based intent parsing plus the standard plan, as a chat model."""
 
-    executor: str = "local"
     bound_tools: list[str] = []
 
     @property
@@ -95,7 +95,7 @@ class OfflinePlanner(BaseChatModel):
         )
 
     def _next_tool(self, results: list[ToolResult]) -> ToolName | None:
-        run_tool = ToolName.RUN_ON_MODAL if self.executor == "modal" else ToolName.RUN_LOCAL
+        run_tool = _run_tool(results)
         if not results:
             return ToolName.ESTIMATE_COST
         last = results[-1]
@@ -117,6 +117,13 @@ class OfflinePlanner(BaseChatModel):
         if isinstance(last, RenderResult):
             return run_tool
         return None
+
+
+def _run_tool(results: list[ToolResult]) -> ToolName:
+    """The run tool for the backend the latest estimate names (an optimized or healed spec may name another)."""
+    latest = next((r.estimate for r in reversed(results) if getattr(r, "estimate", None) is not None), None)
+    local = latest is None or latest.placement is None or latest.placement.backend == LOCAL
+    return ToolName.RUN_LOCAL if local else ToolName.RUN_ON_MODAL
 
 
 def _last_human_text(value: Any) -> str:
@@ -152,6 +159,8 @@ def _estimate_line(r: EstimateResult) -> str | None:
         )
     if r.status == ResultStatus.PREFLIGHT_FAILED:
         return f"Stopped before any money was asked for: {r.message}"
+    if r.status == ResultStatus.NOT_RUNNABLE:
+        return f"Not runnable here: {r.message}"
     return f"{r.tool} refused: {r.message}"
 
 

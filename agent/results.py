@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.approval import OptimizationOffer
-from tools.core.spec import EvalCheck, TrainingSpec
+from tools.core.isolation import Placement
+from tools.core.spec import CostEstimate, EvalCheck, TrainingSpec
 from tools.core.status import AttemptStatus, FailureClass
 from tools.job.state import JobState
 from tools.plan.preflight import PreflightCheck
@@ -52,6 +53,7 @@ class ResultStatus(StrEnum):
     PASSED = "passed"
     REMEDIATED = "remediated"
     PROBED = "probed"  # a probe attempt ran and re-priced the full run, which is to be asked for again
+    NOT_RUNNABLE = "not_runnable"  # no backend here has the target; the estimate offers the job on this CPU
     ERROR = "error"
 
 
@@ -65,6 +67,26 @@ class PreflightFacts(Facts):
     passed: bool
     checks: list[PreflightCheck]
     truncated_share: float
+
+
+class CpuOffer(Facts):
+    """The same job on this machine, offered when no backend has the target: its own spec, estimate and approval."""
+
+    estimated_cost_usd: float
+    estimated_duration_min: float
+    estimated_vram_gb: float
+    fits: bool
+    isolation: str
+
+    @classmethod
+    def of(cls, offer: CostEstimate) -> CpuOffer:
+        return cls(
+            estimated_cost_usd=round(offer.estimated_cost_usd, 4),
+            estimated_duration_min=round(offer.estimated_duration_min, 2),
+            estimated_vram_gb=round(offer.estimated_vram_gb, 2),
+            fits=offer.fits,
+            isolation=offer.placement.where() if offer.placement else "isolation: unknown",
+        )
 
 
 class EstimateFacts(Facts):
@@ -88,6 +110,8 @@ class EstimateFacts(Facts):
     spent_usd: float = Field(description="Money captured and held in the thread when the estimate was made.")
     notes: list[str] = Field(default_factory=list)
     preflight: PreflightFacts | None = None
+    placement: Placement | None = Field(default=None, description="Where it runs, what contains it, its own code.")
+    cpu_offer: CpuOffer | None = None
     spec: TrainingSpec
 
     @classmethod
@@ -120,8 +144,25 @@ class EstimateFacts(Facts):
             spent_usd=round(spent_usd, 4),
             notes=bd.notes,
             preflight=preflight,
+            placement=job.estimate.placement,
+            cpu_offer=CpuOffer.of(job.cpu_offer) if job.cpu_offer is not None else None,
             spec=job.spec,
         )
+
+
+def not_runnable_message(facts: EstimateFacts) -> str:
+    """Why nothing will be asked for, and the same job where it can run (a new spec: its own estimate and approval)."""
+    hint = facts.placement.hint if facts.placement else None
+    said = f"nothing here can run this on {facts.gpu}: {hint}. Nothing will be asked for or spent"
+    offer = facts.cpu_offer
+    if offer is None:
+        return said + "."
+    fits = "fits" if offer.fits else "does NOT fit"
+    return (
+        f"{said}. The same job on this CPU: ${offer.estimated_cost_usd:.4f}, {offer.estimated_duration_min:.1f} min, "
+        f"{offer.estimated_vram_gb:.1f} GB ({fits}), {offer.isolation}; to run it there, ask for it on cpu "
+        "(estimate_cost with target_gpu='cpu'): it gets its own estimate and approval"
+    )
 
 
 class AttemptFacts(Facts):

@@ -27,6 +27,7 @@ from agent.tracing import trace_turn
 from tools.core.errors import AegisError, StorageError
 from tools.core.paths import runs_dir
 from tools.core.runlog import new_run_id
+from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy
 from tools.core.stop import clear_stop
 from tools.job.state import JobState
@@ -101,7 +102,7 @@ class AgentSession:
         self,
         model: str | None = None,
         *,
-        executor: str = "local",
+        backend: str | None = None,
         policy: BudgetPolicy | None = None,
         max_retries: int = 3,
         local_memory_limit_mb: int | None = None,
@@ -109,14 +110,14 @@ class AgentSession:
         db_path: Path | None = None,
     ):
         self.model_name = model_choice(model) if chat_model is None else getattr(chat_model, "_llm_type", "custom")
-        self.executor = executor
+        self.backend = backend or settings().backend
         self.policy = policy or BudgetPolicy.from_config()
         self.max_retries = max_retries
         self.local_memory_limit_mb = local_memory_limit_mb
         self.conn = open_checkpoints(Path(db_path) if db_path else checkpoint_path())
         self.checkpointer = SqliteSaver(self.conn)
-        self.chat_model = chat_model or make_chat_model(model, executor=executor)
-        self.graph = build_graph(self.chat_model, checkpointer=self.checkpointer, executor=executor)
+        self.chat_model = chat_model or make_chat_model(model)
+        self.graph = build_graph(self.chat_model, checkpointer=self.checkpointer)
 
     def close(self) -> None:
         self.conn.close()
@@ -126,7 +127,7 @@ class AgentSession:
             "configurable": {"thread_id": thread_id},
             "recursion_limit": 100,
             "run_name": "aegis-agent",
-            "tags": ["aegis", f"executor:{self.executor}", f"model:{self.model_name}"],
+            "tags": ["aegis", f"backend:{self.backend}", f"model:{self.model_name}"],
             "metadata": {"thread_id": thread_id},
         }
 
@@ -140,7 +141,7 @@ class AgentSession:
                     "thread_id": thread_id,
                     "policy": self.policy.model_dump(),
                     "max_retries": self.max_retries,
-                    "executor": self.executor,
+                    "backend": self.backend,
                     "local_memory_limit_mb": self.local_memory_limit_mb,
                 }
             elif self.pending(thread_id) is not None:

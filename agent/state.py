@@ -15,5 +15,5 @@ class AgentState(TypedDict, total=False):
     thread_id: str
     policy: dict[str, Any]
     max_retries: int
-    executor: str
+    backend: str
     local_memory_limit_mb: int | None

@@ -40,21 +40,22 @@ from agent.results import (
     ToolName,
     ToolResult,
     failure,
+    not_runnable_message,
 )
 from tools.core.errors import AegisError, GuardRefusal
 from tools.core.spec import parse_spec
 from tools.core.status import AttemptStatus, JobStatus
 from tools.core.stop import stop_requested
 from tools.job.approval import already_asked, decide, gate_job, open_request
-from tools.job.attempt import default_timeout_s, render_preview, run_job
+from tools.job.attempt import render_preview, run_job
 from tools.job.healing import evaluate_job, remediate_job
 from tools.job.planning import estimate_job, preflight_refusal, set_spec
 from tools.job.probing import finish_probe, probe_share, start_probe
-from tools.job.state import JobState, attempt_price, ran_on, require_estimate
+from tools.job.state import JobState, attempt_price, job_backend, require_estimate
 from tools.plan.worst_case import plan_worst_case
 from tools.policy.gate import attempt_limits
 from tools.policy.store import SpendStore
-from tools.run.modal import modal_status
+from tools.run.backend import LOCAL
 
 ToolBody = Callable[..., tuple[JobState, ToolResult]]
 
@@ -144,6 +145,12 @@ def estimate_cost(
         new_spec = parse_spec({**job.spec.model_dump(), "target_gpu": target_gpu})
         job = set_spec(job, new_spec, source="agent (target_gpu)")
     job = estimate_job(job)
+    placement = require_estimate(job).placement
+    if placement is None or placement.backend is None:
+        facts = _estimate(job)
+        return job, EstimateResult(
+            ok=False, status=ResultStatus.NOT_RUNNABLE, message=not_runnable_message(facts), estimate=facts
+        )
     message = ""
     if probe_steps is not None and preflight_refusal(job) is None:
         full_cost = require_estimate(job).estimated_cost_usd
@@ -169,10 +176,11 @@ def _worst_case(job: JobState) -> dict[str, Any]:
     worst = plan_worst_case(
         job.spec, job.estimate, job.policy, max_retries=job.max_retries, spent_usd=spent, price_usd_per_s=price
     )
-    default = default_timeout_s(job)
+    seconds = require_estimate(job).cost_breakdown.estimated_seconds
+    default = job_backend(job).default_timeout_s(seconds)
     try:
         limits = attempt_limits(
-            estimated_seconds=ran_on(job).cost_breakdown.estimated_seconds,
+            estimated_seconds=seconds,
             price_usd_per_s=price,
             default_timeout_s=default,
             remaining_usd=job.policy.max_budget_usd - spent,
@@ -191,6 +199,11 @@ def _worst_case(job: JobState) -> dict[str, Any]:
     }
 
 
+def _isolation(job: JobState) -> str:
+    place = job.estimate.placement if job.estimate else None
+    return place.isolation.describe() if place is not None and place.isolation else "isolation: unknown"
+
+
 def approval_request(job: JobState, draft: dict[str, Any] | None = None) -> ApprovalRequest:
     """What a person is shown at the gate for this job's spec and estimate; ``draft``: what the person said."""
     assert job.spec is not None and job.estimate is not None and job.gate is not None and job.pending_request_id
@@ -205,6 +218,9 @@ def approval_request(job: JobState, draft: dict[str, Any] | None = None) -> Appr
         estimated_vram_gb=job.estimate.estimated_vram_gb,
         fits=job.estimate.fits,
         gpu=job.estimate.cost_breakdown.gpu,
+        backend=job_backend(job).name,
+        isolation=_isolation(job),
+        remote_code=job.estimate.placement.remote_code if job.estimate.placement else [],
         spent_usd=job.gate.spent_usd,
         soft_threshold_usd=job.policy.soft_threshold_usd,
         max_budget_usd=job.policy.max_budget_usd,
@@ -288,34 +304,34 @@ def render_script(job: JobState, runtime: ToolRuntime) -> tuple[JobState, ToolRe
     )
 
 
-def _run(job: JobState, runtime: ToolRuntime, executor: ToolName) -> tuple[JobState, ToolResult]:
+def _run(job: JobState, runtime: ToolRuntime, tool: ToolName) -> tuple[JobState, ToolResult]:
     def progress(line: dict[str, Any]) -> None:
         runtime.stream_writer({"kind": "progress", "run_id": job.run_id, **line})
 
     thread = job.thread
-    where = "modal" if executor == ToolName.RUN_ON_MODAL else "local"
-    job = run_job(
-        job.model_copy(update={"executor": where}),
-        on_progress=progress,
-        should_stop=lambda: stop_requested(thread),
-    )
+    backend = job_backend(job)  # the one the estimate and the approval name; the tool only has to agree
+    if (tool == ToolName.RUN_LOCAL) != (backend.name == LOCAL):
+        right = ToolName.RUN_LOCAL if backend.name == LOCAL else ToolName.RUN_ON_MODAL
+        gpu = require_estimate(job).cost_breakdown.gpu
+        raise GuardRefusal(f"this spec was approved to run on {backend.name} ({gpu}), not here: call {right}")
+    job = run_job(job, on_progress=progress, should_stop=lambda: stop_requested(thread))
     attempt = AttemptFacts.of(job, _spent(job))
     ok = attempt.status == AttemptStatus.SUCCEEDED
     if job.probe_of is not None:
         job = finish_probe(job)
         if job.status == JobStatus.FAILED:
             message = "the probe attempt measured no steps, so the full run was not priced or started"
-            return job, RunResult(tool=executor, ok=False, status=ResultStatus.FAILED, attempt=attempt, message=message)
+            return job, RunResult(tool=tool, ok=False, status=ResultStatus.FAILED, attempt=attempt, message=message)
         message = "the probe attempt re-priced the full run with its measured time: call request_approval for it"
         return job, RunResult(
-            tool=executor,
+            tool=tool,
             ok=True,
             status=ResultStatus.PROBED,
             attempt=attempt,
             message=message,
             estimate=_estimate(job),
         )
-    return job, RunResult(tool=executor, ok=ok, status=ResultStatus(attempt.status), attempt=attempt)
+    return job, RunResult(tool=tool, ok=ok, status=ResultStatus(attempt.status), attempt=attempt)
 
 
 @guarded
@@ -327,9 +343,6 @@ def run_local(job: JobState, runtime: ToolRuntime) -> tuple[JobState, ToolResult
 @guarded
 def run_on_modal(job: JobState, runtime: ToolRuntime) -> tuple[JobState, ToolResult]:
     """Train on Modal GPUs (the spec's target_gpu and num_gpus). Refused without an approval for the current spec."""
-    ok, hint = modal_status()
-    if not ok:
-        raise AegisError(f"Modal is not available: {hint}. Offer run_local instead.")
     return _run(job, runtime, ToolName.RUN_ON_MODAL)
 
 

@@ -62,7 +62,7 @@ def trace_turn(session: Any, thread_id: str) -> Iterator[Callable[[Any], None]]:
         yield lambda result: None
         return
     client = langsmith.Client(hide_inputs=redact, hide_outputs=redact)
-    metadata = {"thread_id": thread_id, "model": session.model_name, "executor": session.executor}
+    metadata = {"thread_id": thread_id, "model": session.model_name, "backend": session.backend}
     with (
         tracing_context(enabled=True, client=client),
         langsmith.trace(

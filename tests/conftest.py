@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+from tests.stand_ins import PaidGpuStandIn
+from tools.run.backend import register, unregister
+
 SECRET_VARS = (
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
@@ -43,3 +46,12 @@ def isolated_state(tmp_path, monkeypatch, preflight_cache):
     for var in SECRET_VARS + POLICY_VARS:
         monkeypatch.delenv(var, raising=False)
     yield
+
+
+@pytest.fixture
+def gpu_cloud():
+    """A GPU cloud for tests that train a GPU target: Modal's cloud cannot run here (tests/stand_ins.py)."""
+    backend = PaidGpuStandIn()
+    register(backend)
+    yield backend
+    unregister(backend.name)

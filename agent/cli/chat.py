@@ -56,7 +56,7 @@ def _session(args: argparse.Namespace, max_budget: float | None = None) -> Agent
     policy = BudgetPolicy.from_config().tightened(max_budget)
     return AgentSession(
         args.model,
-        executor=args.executor,
+        backend=args.backend,
         policy=policy,
         max_retries=args.max_retries,
         local_memory_limit_mb=args.memory_limit_mb,

@@ -42,7 +42,6 @@ def session_factory(model: str | None, db_path: Path, chat_model: Any = None) ->
     def make(scenario: Scenario) -> AgentSession:
         return AgentSession(
             model,
-            executor="local",
             policy=scenario.policy,
             max_retries=scenario.max_retries,
             local_memory_limit_mb=scenario.memory_limit_mb,

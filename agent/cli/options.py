@@ -7,6 +7,8 @@ import math
 import os
 from collections.abc import Callable
 
+from tools.run.backend import AUTO, backend_names
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_EVALS_FAILED = 4  # trained, and the model is kept, but its evals failed or could not run
 
@@ -73,10 +75,22 @@ def apply_eval_flags(args: argparse.Namespace) -> None:
             os.environ[variable] = str(value)
 
 
+def add_backend_flag(p: argparse.ArgumentParser) -> None:
+    """Where training may run; by default the spec's target decides (a GPU runs where that GPU is, or not at all)."""
+    p.add_argument(
+        "--backend",
+        "--executor",
+        dest="backend",
+        choices=[AUTO, *backend_names()],
+        default=None,
+        help="where training runs (default AEGIS_BACKEND, else auto: the backend that has the spec's target_gpu)",
+    )
+
+
 def add_agent_flags(p: argparse.ArgumentParser) -> None:
     """The model, where training runs, and the run flags, for every command that talks to the agent."""
     p.add_argument("--model", help="offline (default) or openai:MODEL (uses OPENAI_BASE_URL / OPENAI_API_KEY)")
-    p.add_argument("--executor", choices=["local", "modal"], default="local", help="where training runs")
+    add_backend_flag(p)
     add_run_flags(p)
 
 

@@ -157,6 +157,10 @@ def show_pending(request: ApprovalRequest) -> None:
         f"soft limit {usd(request.soft_threshold_usd)}, hard limit {usd(request.max_budget_usd)}, "
         f"spent {usd(request.spent_usd)}. {request.reason}"
     )
+    console.print(f"Runs on {request.backend}, {request.isolation}.", highlight=False)
+    if request.remote_code:
+        files = ", ".join(f"{f.name} (sha256 {f.sha256})" for f in request.remote_code)
+        console.print(f"[bold red]The model ships its own code, which this run executes:[/] {files}", highlight=False)
     if request.optimization is not None:  # the optimizer's spec, offered because the job as asked was refused
         console.print(Markdown(request.optimization.text()))
     if request.field_sources:

@@ -13,7 +13,8 @@ from agent.cli.options import EXIT_OK, bounded_int
 from agent.cli.output import console
 from tools.core.money import DASH, usd
 from tools.use.compare import Comparison, GenerationPair, compare_runs
-from tools.use.generate import GenerationSettings, answer, load_tuned
+from tools.use.generate import open_model
+from tools.use.protocol import GenerationSettings
 from tools.use.runs import RunRecord, RunSummary, find_run, list_runs
 
 
@@ -86,8 +87,8 @@ def fresh_answers(a: RunRecord, b: RunRecord, prompts: list[str], max_new_tokens
     gen = GenerationSettings(max_new_tokens=max_new_tokens)
     replies: dict[str, list[str]] = {}
     for run in (a, b):
-        tuned = load_tuned(run)
-        replies[run.run_id] = [answer(tuned, [{"role": "user", "content": p}], gen).tuned for p in prompts]
+        with open_model(run) as worker:  # the model runs in a sandboxed worker, never in this process
+            replies[run.run_id] = [worker.answer([{"role": "user", "content": p}], gen).tuned for p in prompts]
     return [GenerationPair(prompt=p, a=replies[a.run_id][i], b=replies[b.run_id][i]) for i, p in enumerate(prompts)]
 
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 from rich.prompt import Prompt
 
-from agent.cli.options import add_gate_flags, add_run_flags, apply_eval_flags, standing_approval
+from agent.cli.options import add_backend_flag, add_gate_flags, add_run_flags, apply_eval_flags, standing_approval
 from agent.cli.output import TrainingProgress, console, err_console, job_exit_code, say_evals_failed
 from tools.core.errors import AegisError
 from tools.core.money import usd
+from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy, load_spec
 from tools.core.status import Decision, JobStatus
 from tools.inputs.hub_data import ensure_dataset
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="a TrainingSpec as YAML or JSON")
     add_gate_flags(p)
     add_run_flags(p)
+    add_backend_flag(p)
     p.add_argument(
         "--probe-steps",
         type=int,
@@ -74,7 +76,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             ensure_dataset(path)  # a hub dataset id is downloaded (or named as unreachable) before the job opens
     apply_eval_flags(args)
     policy = BudgetPolicy.from_config().tightened(args.max_budget)
-    job = new_job(policy, max_retries=args.max_retries, local_memory_limit_mb=args.memory_limit_mb)
+    job = new_job(
+        policy,
+        max_retries=args.max_retries,
+        backend=args.backend or settings().backend,
+        local_memory_limit_mb=args.memory_limit_mb,
+    )
     console.print(f"run [bold]{job.run_id}[/] → {job.run_dir}")
     with TrainingProgress() as progress:
         job = run_pipeline(

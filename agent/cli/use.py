@@ -9,11 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich.markup import escape
+
 from agent.cli.options import EXIT_OK, bounded_int
 from agent.cli.output import console, err_console
 from tools.core.errors import AegisError
 from tools.use.export import default_export_dir, export_run, gguf_converter
-from tools.use.generate import GenerationSettings, TunedModel, answer, load_tuned
+from tools.use.generate import ModelWorker, open_model
+from tools.use.protocol import GenerationSettings
 from tools.use.push import check_repo_id, push_folder
 from tools.use.runs import RunRecord, find_run
 
@@ -70,7 +73,7 @@ def _stream(text: str) -> None:
     sys.stdout.flush()
 
 
-def _say(tuned: TunedModel, messages: list[dict[str, str]], args: argparse.Namespace) -> str:
+def _say(worker: ModelWorker, messages: list[dict[str, str]], args: argparse.Namespace) -> str:
     """Stream the tuned model's answer (and the base model's after it, when asked); the tuned answer."""
     if args.base:
         err_console.print("[bold]fine-tuned:[/]")
@@ -83,31 +86,39 @@ def _say(tuned: TunedModel, messages: list[dict[str, str]], args: argparse.Names
             base_started.append(True)
         _stream(text)
 
-    result = answer(tuned, messages, _settings(args), on_token=_stream, with_base=args.base, on_base_token=base_token)
+    result = worker.answer(messages, _settings(args), on_token=_stream, with_base=args.base, on_base_token=base_token)
     if not result.tuned:
         err_console.print("(the fine-tuned model answered with nothing)")
     print(flush=True)
     return result.tuned
 
 
-def _load(run: RunRecord, args: argparse.Namespace) -> TunedModel:
+def _load(run: RunRecord, args: argparse.Namespace) -> ModelWorker:
+    """The run's model in its worker process; what isolates it is said before it answers."""
     run.final_dir()  # a run without a model says so before anything loads
     err_console.print(f"loading run {run.run_id} ({run.require_spec().model_name}, {run.require_spec().method})")
-    return load_tuned(run, with_base=args.base)
+    worker = open_model(run, with_base=args.base)
+    err_console.print(f"[dim]the model runs in a worker process; {escape(worker.isolation.describe())}[/]")
+    return worker
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise AegisError("the prompt is empty; give the question to ask in quotes")
     run = find_run(args.run, trained=True)
-    tuned = _load(run, args)
-    _say(tuned, [{"role": "user", "content": args.prompt}], args)
+    with _load(run, args) as worker:
+        _say(worker, [{"role": "user", "content": args.prompt}], args)
     return EXIT_OK
 
 
 def cmd_chat_model(args: argparse.Namespace) -> int:
     run = find_run(args.run, trained=True)
-    tuned = _load(run, args)
+    with _load(run, args) as worker:
+        return _converse(worker, args)
+
+
+def _converse(worker: ModelWorker, args: argparse.Namespace) -> int:
+    """One conversation with one worker, until /exit or the end of the input."""
     err_console.print("type a message; /reset starts over, /exit (or Ctrl-D) ends")
     messages: list[dict[str, str]] = []
     while True:
@@ -124,7 +135,7 @@ def cmd_chat_model(args: argparse.Namespace) -> int:
             err_console.print("(conversation cleared)")
             continue
         messages.append({"role": "user", "content": text})
-        messages.append({"role": "assistant", "content": _say(tuned, messages, args)})
+        messages.append({"role": "assistant", "content": _say(worker, messages, args)})
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -137,6 +148,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     result = export_run(run, args.out, merge=args.merge, gguf=args.gguf, force=args.force)
     console.print(f"exported {result.kind} model of run {result.run_id} to [bold]{result.folder}[/]")
+    if result.isolation is not None:
+        err_console.print(f"[dim]the merge ran in a worker process; isolation: {result.isolation}[/]")
     console.print(f"base model: {result.base_model or '(local only, no Hub id)'}; files: {', '.join(result.files)}")
     if result.gguf:
         console.print(f"GGUF: {result.gguf}; Ollama: ollama create {result.run_id} -f {result.modelfile}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from tools.core.runlog import RunFolder, new_run_id
 from tools.job.state import JobState
 
 EVAL_PERSON = "person:eval"
+PRICE_VAR = "AEGIS_LOCAL_PRICE_USD_PER_HOUR"
 MAX_RESUMES = 20  # an agent that keeps asking for approval after a cancel must not loop the harness forever
 
 SessionFactory = Callable[[Scenario], Any]
@@ -27,14 +30,15 @@ def run_scenario(scenario: Scenario, make_session: SessionFactory) -> ScenarioRe
     started = time.monotonic()
     transcript = Transcript(thread_id=new_run_id())  # ours, so a turn that raises still leaves its jobs findable
     session = make_session(scenario)
-    try:
-        _converse(session, scenario, transcript)
-    except Exception as exc:  # a crash is a failed scenario, scored on whatever it left behind
-        transcript.error = f"{type(exc).__name__}: {exc}"
-    try:
-        transcript.jobs = thread_jobs(session, transcript.thread_id)
-    finally:
-        session.close()
+    with _machine_priced(scenario.local_price_usd_per_hour):
+        try:
+            _converse(session, scenario, transcript)
+        except Exception as exc:  # a crash is a failed scenario, scored on whatever it left behind
+            transcript.error = f"{type(exc).__name__}: {exc}"
+        try:
+            transcript.jobs = thread_jobs(session, transcript.thread_id)
+        finally:
+            session.close()
     checks = score_scenario(scenario, transcript)
     return ScenarioResult(
         name=scenario.name,
@@ -52,6 +56,23 @@ def run_scenario(scenario: Scenario, make_session: SessionFactory) -> ScenarioRe
         duration_s=round(time.monotonic() - started, 1),
         error=transcript.error,
     )
+
+
+@contextmanager
+def _machine_priced(usd_per_hour: float | None) -> Iterator[None]:
+    """This machine priced as the operator would price it (settings are read fresh), for one scenario."""
+    if usd_per_hour is None:
+        yield
+        return
+    saved = os.environ.get(PRICE_VAR)
+    os.environ[PRICE_VAR] = str(usd_per_hour)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(PRICE_VAR, None)
+        else:
+            os.environ[PRICE_VAR] = saved
 
 
 def _converse(session: Any, scenario: Scenario, t: Transcript) -> None:

@@ -74,6 +74,9 @@ class Scenario(BaseModel):
     policy: BudgetPolicy = Field(default_factory=BudgetPolicy)
     max_retries: int = Field(default=3, ge=0, le=10)
     memory_limit_mb: int | None = Field(default=None, ge=64)
+    local_price_usd_per_hour: float | None = Field(
+        default=None, ge=0, description="what this machine costs for the scenario (AEGIS_LOCAL_PRICE_USD_PER_HOUR)"
+    )
     expect: Expectation
 
 

@@ -28,7 +28,7 @@ STARTERS: tuple[tuple[str, str, str], ...] = (
     ),
     ("Past runs: compare and try them", "/runs", "history"),
     (
-        "See the budget say no",
+        "Ask for a GPU that is not here",
         "LoRA fine-tune local:tiny-llama on data/sample.jsonl on a10g for 20 steps, keep it under $0.001",
         "shield-alert",
     ),

@@ -155,7 +155,8 @@ def approval_text(req: ApprovalRequest) -> str:
         f"hard {usd(req.max_budget_usd)} (spent {usd(req.spent_usd)}) |\n"
         f"| Time | {req.estimated_duration_min:.1f} min | "
         f"{'measured on this machine' if req.time_source.startswith('measured') else 'modelled'} |\n"
-        f"| GPU memory | {req.estimated_vram_gb:.2f} GB (modelled) | {req.gpu}: {fits} |\n\n"
+        f"| GPU memory | {req.estimated_vram_gb:.2f} GB (modelled) | {req.gpu}: {fits} |\n"
+        f"| Where | {req.backend} | {req.isolation} |\n\n{remote_code_text(req)}"
         f"**Spec** `{req.spec_hash}`: {spec.method} of `{spec.model_name}` on "
         f"`{spec.dataset_path}` · {spec.num_epochs} epoch(s){steps} · batch "
         f"{spec.micro_batch_size}×{spec.gradient_accumulation_steps} · lr {spec.learning_rate} · "
@@ -164,6 +165,14 @@ def approval_text(req: ApprovalRequest) -> str:
         "An approval holds for exactly this spec and estimate. **Optimize** proposes a cheaper spec, "
         "which comes back here."
     )
+
+
+def remote_code_text(req: ApprovalRequest) -> str:
+    """The model's own code, named file by file with its digest: what a person approves running."""
+    if not req.remote_code:
+        return ""
+    files = "\n".join(f"- `{f.name}` sha256 `{f.sha256}`" for f in req.remote_code)
+    return f"**The model ships its own code, which this run executes:**\n{files}\n\n"
 
 
 def worst_case_text(req: ApprovalRequest) -> str:

@@ -1,20 +1,21 @@
 """ "Try it" after a run: the person asks the fine-tuned model something and the base model answers beside it.
 
 The button appears under a run's outcome when the run kept a model; only runs shown in this tab can be tried
-(the button's payload comes from the browser). Models are loaded once and kept for the last few runs tried.
+(the button's payload comes from the browser). Each question starts a sandboxed worker (tools.use.generate) that
+loads the run's model, answers and ends, so no model's code ever runs in the chat's own process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 
 import chainlit as cl
 
 from agent.ui.presenters import md_safe
 from tools.core.errors import AegisError
 from tools.core.money import DASH, usd
-from tools.use.generate import Answer, GenerationSettings, TunedModel, answer, load_tuned
+from tools.use.generate import open_model
+from tools.use.protocol import Answer, GenerationSettings
 from tools.use.runs import RunSummary, find_run, list_runs
 
 TRY_ACTION = "aegis_try_it"
@@ -47,15 +48,11 @@ async def offer(run_id: str) -> None:
     await cl.Message(content=text, actions=[try_action(run_id)]).send()
 
 
-@functools.lru_cache(maxsize=2)
-def _loaded(run_id: str) -> TunedModel:
-    return load_tuned(find_run(run_id), with_base=True)
-
-
 def side_by_side(run_id: str, prompt: str) -> Answer:
     """The fine-tuned and the base model's greedy answers to the prompt (the model's chat template, as trained)."""
     settings = GenerationSettings(max_new_tokens=TRY_TOKENS)
-    return answer(_loaded(run_id), [{"role": "user", "content": prompt}], settings, with_base=True)
+    with open_model(find_run(run_id), with_base=True) as worker:
+        return worker.answer([{"role": "user", "content": prompt}], settings, with_base=True)
 
 
 def answer_text(run_id: str, a: Answer) -> str:

@@ -10,10 +10,13 @@ import pytest
 from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from tests.scripted_model import ScriptedModel
+from tools.core.catalog import get_gpu
 from tools.core.errors import AegisError
+from tools.core.money import HOLD_MARGIN_S
 from tools.core.spec import BudgetPolicy
 
 FAST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl for 1 epoch with batch size 4, seq_len 128, for 3 steps on a10g"
+pytestmark = pytest.mark.usefixtures("gpu_cloud")  # the a10g runs on a stand-in for Modal's cloud
 ASK_PERSON = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0, allow_auto_approve=True)
 
 
@@ -37,7 +40,8 @@ def test_offline_agent_runs_the_standard_plan_end_to_end():
         session.close()
     job = result.job
     assert result.pending is None
-    assert tool_calls(job) == ["estimate_cost", "request_approval", "run_local", "run_evals"]
+    assert tool_calls(job) == ["estimate_cost", "request_approval", "run_on_modal", "run_evals"]
+    assert job.attempts[-1].executor == "stand-in" and job.attempts[-1].gpu == "a10g"
     assert job.decided_by == "policy:auto"
     assert job.attempts[-1].status == "succeeded" and job.attempts[-1].steps_completed == 3
     assert job.eval_result is not None and job.eval_result.checks
@@ -132,7 +136,7 @@ def test_changing_the_spec_after_approval_voids_it():
         [("estimate_cost", {})],
         [("request_approval", {})],
         [("estimate_cost", {"target_gpu": "h100"})],
-        [("run_local", {})],
+        [("run_on_modal", {})],
         "done",
     ]
     session = scripted_session(script, policy=BudgetPolicy())
@@ -143,7 +147,7 @@ def test_changing_the_spec_after_approval_voids_it():
     job = result.job
     assert job.spec.target_gpu == "h100" and job.approval is not None
     assert not trained(job)
-    refusal = next(e for e in job.folder.events() if e.phase == "run_local")
+    refusal = next(e for e in job.folder.events() if e.phase == "run_on_modal")
     assert "different spec" in refusal.message or "changed" in refusal.message
 
 
@@ -157,10 +161,10 @@ def test_remediate_ten_times_is_bounded_and_failed_spend_is_counted():
         [
             [("estimate_cost", {})],
             [("request_approval", {})],
-            [("run_local", {})],
+            [("run_on_modal", {})],
             [("remediate", {})],
             [("request_approval", {})],
-            [("run_local", {})],
+            [("run_on_modal", {})],
         ]
         + [[("remediate", {})]] * 9
         + ["done"]
@@ -198,7 +202,10 @@ def test_approval_pauses_and_a_second_answer_is_refused():
         assert [a.attempt for a in pending.attempts] == [1, 2, 3, 4]  # max_retries 3: four attempts priced
         assert pending.worst_case_usd == sum(a.estimated_cost_usd for a in pending.attempts)
         assert pending.attempts[1].changes["micro_batch_size"] == [4, 2]
-        assert pending.timeout_s >= 600 and pending.max_attempt_cost_usd == 0.0  # run_local: this CPU, free here
+        # The approval names where it runs, and an attempt's ceiling is priced on that backend's a10g.
+        assert pending.backend == "stand-in" and pending.gpu == "a10g" and pending.isolation.startswith("isolation:")
+        price = get_gpu("a10g").price_usd_per_sec
+        assert pending.max_attempt_cost_usd == pytest.approx((pending.timeout_s + HOLD_MARGIN_S) * price)
         with pytest.raises(AegisError, match="different spec"):
             session.resume(
                 result.thread_id, ApprovalAnswer(decision="approve", decided_by="person:test"), spec_hash="0" * 16

@@ -14,6 +14,8 @@ import tools.core.runlog
 from agent.cli import main
 from tools.core.runlog import RunFolder
 
+pytestmark = pytest.mark.usefixtures("gpu_cloud")  # GPU targets run on a stand-in for Modal's cloud
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample.jsonl"
 GOOD = f"model_name: local:tiny-llama\ndataset_path: {SAMPLE}\nseq_len: 128\nmax_steps: 2\ntarget_gpu: cpu\n"

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from agent.approval import ApprovalAnswer
 from agent.cli import main
 from agent.session import AgentSession
 from tools.core.spec import BudgetPolicy
 from tools.core.status import Decision
+
+pytestmark = pytest.mark.usefixtures("gpu_cloud")  # GPU targets run on a stand-in for Modal's cloud
 
 DOES_NOT_FIT = "Full fine-tune of meta-llama/Llama-2-7b-hf on data/sample.jsonl, max 3 steps, on an A10G"
 OVER_LIMIT = "LoRA fine-tune local:tiny-llama on data/sample.jsonl, batch size 2, seq_len 128, 3 steps on a b200"

@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from agent.cli import main
 from agent.session import AgentSession
 from tests.http_stubs import completion, http_server
 from tools.core.spec import BudgetPolicy
+
+pytestmark = pytest.mark.usefixtures("gpu_cloud")  # GPU targets run on a stand-in for Modal's cloud
 
 ASK = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0, allow_auto_approve=True)
 REQUEST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl, batch size 2, seq_len 128, 3 steps on an a10g"

@@ -14,6 +14,8 @@ from agent.intake import Source, build_spec, field_sources, parse_request, sourc
 from agent.session import AgentSession
 from tools.core.spec import BudgetPolicy
 
+pytestmark = pytest.mark.usefixtures("gpu_cloud")  # GPU targets run on a stand-in for Modal's cloud
+
 ASK = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0, allow_auto_approve=True)
 
 

@@ -34,7 +34,7 @@ from tools.core.spec import BudgetPolicy
 from tools.policy.records import HoldState, Lifecycle
 from tools.policy.store import SpendStore
 
-FAST = "LoRA fine-tune local:tiny-llama on {data} for 1 epoch with batch size 4, seq_len 128, for 3 steps on a10g"
+FAST = "LoRA fine-tune local:tiny-llama on {data} for 1 epoch with batch size 4, seq_len 128, for 3 steps on cpu"
 LONG = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 2, seq_len 128, for 3000 steps on cpu"
 AUTO = BudgetPolicy()
 ASK = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0)

@@ -37,6 +37,7 @@ REQUEST = (
     "learning rate 3e-3, on a10g for 20 steps"
 )
 SOFT_USD, HARD_USD = "0.0001", "5"
+GPU_STAND_IN = "tests.stand_ins:PaidGpuStandIn"
 TURN_TIMEOUT_MS = 240_000  # a shared CI runner can be slow to train and evaluate; a quiet one takes under a minute
 
 
@@ -51,6 +52,7 @@ def ui_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("AEGIS_SOFT_THRESHOLD_USD", SOFT_USD)
     monkeypatch.setenv("AEGIS_MAX_BUDGET_USD", HARD_USD)
     monkeypatch.setenv("AEGIS_MODEL", "offline")
+    monkeypatch.setenv("AEGIS_BACKEND_PLUGINS", GPU_STAND_IN)  # the a10g runs on a stand-in for Modal's cloud
     with serve_ui(tmp_path, ui_env()) as url:
         yield url
 

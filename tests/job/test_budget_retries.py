@@ -1,45 +1,41 @@
 """The hard limit counts money already spent: a retry that would cross it is refused before it starts.
 
-Local runs cost nothing, so the paid executor is played by a stand-in for Modal's cloud (which cannot run
-here): it runs the real rendered script on this CPU under a memory limit, so the out-of-memory failures are
-real, and bills each attempt what the estimator priced it at on the A10G.
+Local runs cost nothing, so the paid backend is played by a stand-in for Modal's cloud (which cannot run
+here, tests/stand_ins.py): it runs the real rendered script on this CPU under a memory limit, so the
+out-of-memory failures are real, and bills each attempt what the estimator priced it at on the A10G.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-import tools.job.attempt
+from tests.stand_ins import PaidGpuStandIn
 from tools.core.catalog import get_gpu
 from tools.core.money import minimum_hold_usd
 from tools.core.spec import BudgetPolicy, parse_spec
 from tools.job.pipeline import run_pipeline
 from tools.job.state import new_job
 from tools.plan.worst_case import plan_worst_case
-from tools.run.local import run_local
+from tools.run.backend import register, unregister
 
 ROOT = Path(__file__).resolve().parents[2]
 # Peak RSS of a tiny-llama LoRA step at seq_len 1024: batch 8 ≈ 1.6 GB, batch 4 ≈ 1.2 GB, batch 2 ≈ 0.9 GB.
 MEMORY_LIMIT_MB = 1000
 
 
-def paid_stand_in(spec, workdir, rendered, *, estimated_seconds, timeout_s=None, on_progress=None):
-    """Modal's place: the same script on the CPU (the config says cuda, so it is pointed at the CPU first)."""
-    rendered.config["device"] = "cpu"
-    rendered.config_path.write_text(json.dumps(rendered.config))
-    result = run_local(spec, workdir, rendered, timeout_s=600, memory_limit_mb=MEMORY_LIMIT_MB, on_progress=on_progress)
-    price = get_gpu(spec.target_gpu).price_usd_per_sec * spec.num_gpus
-    return result.model_copy(
-        update={"executor": "modal", "gpu": spec.target_gpu, "actual_cost_usd": estimated_seconds * price}
-    )
-
-
 @pytest.mark.slow
-def test_a_budget_for_one_retry_refuses_the_second_before_it_starts(tmp_path, monkeypatch):
-    monkeypatch.setattr(tools.job.attempt, "run_on_modal", paid_stand_in)
+def test_a_budget_for_one_retry_refuses_the_second_before_it_starts(tmp_path):
+    stand_in = PaidGpuStandIn(memory_limit_mb=MEMORY_LIMIT_MB)
+    register(stand_in)
+    try:
+        _one_retry_then_refused()
+    finally:
+        unregister(stand_in.name)
+
+
+def _one_retry_then_refused() -> None:
     spec = parse_spec(
         {
             "model_name": "local:tiny-llama",
@@ -74,7 +70,7 @@ def test_a_budget_for_one_retry_refuses_the_second_before_it_starts(tmp_path, mo
         asked.append(job.estimate.estimated_cost_usd)
         return "approve", "person:test"
 
-    job = run_pipeline(new_job(policy, executor="modal"), spec, ask=person)
+    job = run_pipeline(new_job(policy), spec, ask=person)
 
     assert [a.failure_class for a in job.attempts] == ["oom", "oom"]
     assert len(asked) == 2  # the first attempt and the one retry; the second retry never reached a person

@@ -137,6 +137,7 @@ def test_smollm2_learns_in_a_few_steps(tmp_path):
 @pytest.mark.slow
 def test_pause_and_resume_across_two_processes(tmp_path):
     env = {**os.environ, "AEGIS_RUNS_DIR": str(tmp_path / "runs"), "AEGIS_SOFT_THRESHOLD_USD": "0.0001"}
+    env["AEGIS_BACKEND_PLUGINS"] = "tests.stand_ins:PaidGpuStandIn"  # both processes: the a10g's stand-in cloud
     request = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 4, seq_len 128, for 3 steps on a10g"
 
     def aegis(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:

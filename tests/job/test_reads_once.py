@@ -14,6 +14,7 @@ import tools.job.attempt
 import tools.run.smoke
 from agent.cli import main
 from tools.inputs.tokenizer import load_tokenizer
+from tools.run import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = (ROOT / "data" / "sample.jsonl").resolve()
@@ -25,7 +26,7 @@ def _hook(event, args):
     if event == "open" and isinstance(args[0], str) and "/data/" in args[0] and os.path.basename(args[0]) == "train.jsonl":
         _opens.append(args[0])
 sys.addaudithook(_hook)
-if sys.argv and sys.argv[0].endswith("train.py"):
+if sys.argv and sys.argv[0].endswith("train.py") and "/attempt-" in sys.argv[0]:  # the attempt, not the probe
     atexit.register(lambda: open(os.environ["AEGIS_TEST_OPENS"], "a").write(f"{len(_opens)}\\n"))
 """
 
@@ -64,6 +65,15 @@ def test_one_train_reads_the_data_once_and_loads_the_tokenizer_once(tmp_path, mo
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(ROOT)]))
     monkeypatch.setenv("AEGIS_TEST_OPENS", str(tmp_path / "script-opens.txt"))
+    # The counter is installed through PYTHONPATH, which the sandbox never passes: this test runs unisolated and
+    # hands the two variables to the script on purpose (what it measures is the reads, not the isolation).
+    monkeypatch.setenv("AEGIS_BWRAP", str(tmp_path / "no-bwrap"))
+    real_env = sandbox.sandbox_env
+    monkeypatch.setattr(
+        sandbox,
+        "sandbox_env",
+        lambda home, threads: real_env(home, threads) | {k: os.environ[k] for k in ("PYTHONPATH", "AEGIS_TEST_OPENS")},
+    )
     loads: list[str] = []
     real_load = AutoTokenizer.from_pretrained.__func__
 

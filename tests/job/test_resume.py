@@ -120,7 +120,8 @@ def squeeze_after_first_checkpoint(runs: Path, limit_mb: int) -> threading.Threa
         while time.monotonic() < deadline:
             if list(runs.glob("*/attempt-1/output/checkpoints/step-*")):
                 for proc in psutil.Process().children(recursive=True):
-                    if any(part.endswith("attempt-1/train.py") for part in proc.cmdline()):
+                    cmd = proc.cmdline()  # the script itself, not the bubblewrap that started it
+                    if "python" in Path(cmd[0]).name and any(p.endswith("attempt-1/train.py") for p in cmd):
                         limit = limit_mb * 2**20
                         resource.prlimit(proc.pid, resource.RLIMIT_DATA, (limit, limit))
                         return

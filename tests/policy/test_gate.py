@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from tests.stand_ins import SANDBOXED, placed
+from tools.core.isolation import CodeFile, Isolation, IsolationFacts, Placement
 from tools.core.money import HOLD_MARGIN_S
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
 from tools.inputs.dataset import DatasetStats
@@ -34,11 +36,11 @@ def spec(**fields) -> TrainingSpec:
 
 def priced(usd: float, **fields) -> CostEstimate:
     """A real estimate, with its price set to a chosen figure to reach each gate branch."""
-    return estimate(spec(**fields), dataset_stats=DATA).model_copy(update={"estimated_cost_usd": usd})
+    return placed(estimate(spec(**fields), dataset_stats=DATA)).model_copy(update={"estimated_cost_usd": usd})
 
 
 def test_real_estimate_fits_and_is_auto_approved() -> None:
-    est = estimate(spec(), dataset_stats=DATA)
+    est = placed(estimate(spec(), dataset_stats=DATA))
     assert est.fits and est.estimated_cost_usd < POLICY.soft_threshold_usd
     gate = evaluate_gate(est, POLICY)
     assert (gate.outcome, gate.decided_by) == ("approved", "policy:auto")
@@ -67,7 +69,7 @@ def test_gate_branches(usd: float, spent: float, policy: BudgetPolicy, outcome: 
 
 
 def test_job_that_does_not_fit_is_refused_even_when_cheap() -> None:
-    est = estimate(spec(model_name="llama-2-7b", method="full_finetune"), "a10g", dataset_stats=DATA)
+    est = placed(estimate(spec(model_name="llama-2-7b", method="full_finetune"), "a10g", dataset_stats=DATA))
     gate = evaluate_gate(est.model_copy(update={"estimated_cost_usd": 0.10}), POLICY)
     assert gate.outcome == "refused" and not gate.fits
     assert "does not fit" in gate.reason and "a10g" in gate.reason
@@ -123,3 +125,35 @@ def test_ledger_counts_failed_attempts() -> None:
     assert empty.entries == () and len(one.entries) == 1  # record returns a new ledger
     assert two.spent_usd == pytest.approx(3.0)
     assert SpendLedger.model_validate(two.model_dump(mode="json")) == two  # survives a JSON round trip
+
+
+def test_an_estimate_no_backend_here_can_run_is_refused_before_anything_is_asked() -> None:
+    est = estimate(spec(), dataset_stats=DATA).model_copy(
+        update={"placement": Placement(hint="modal: Modal is not configured")}
+    )
+    gate = evaluate_gate(est, POLICY)
+    assert gate.outcome == "refused" and "nothing here can run it: modal: Modal is not configured" in gate.reason
+
+
+def test_remote_code_is_never_approved_by_the_policy_and_the_reason_names_its_files() -> None:
+    code = [CodeFile(name="modeling_evil.py", sha256="ab" * 32)]
+    est = placed(priced(0.0), isolation=SANDBOXED)
+    est = est.model_copy(
+        update={"placement": est.placement.model_copy(update={"trust_remote_code": True, "remote_code": code})}
+    )
+    gate = evaluate_gate(est, POLICY)
+    assert (gate.outcome, gate.decided_by) == ("needs_human", None)
+    assert "modeling_evil.py (sha256 abababababab)" in gate.reason and "isolation: bubblewrap" in gate.reason
+
+
+def test_unisolated_remote_code_or_an_operator_who_requires_isolation_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    none = IsolationFacts(kind=Isolation.NONE, detail="bubblewrap was not found")
+    est = placed(priced(0.0), isolation=none)
+    assert evaluate_gate(est, POLICY).outcome == "approved"
+    remote = est.model_copy(update={"placement": est.placement.model_copy(update={"trust_remote_code": True})})
+    assert "runs only isolated, and isolation: none (bubblewrap was not found)" in evaluate_gate(remote, POLICY).reason
+    monkeypatch.setenv("AEGIS_REQUIRE_ISOLATION", "true")
+    gate = evaluate_gate(est, POLICY)
+    assert gate.outcome == "refused" and "AEGIS_REQUIRE_ISOLATION is set and isolation: none" in gate.reason

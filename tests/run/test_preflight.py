@@ -18,6 +18,8 @@ from tools.run import smoke
 from tools.run.render import render_script
 from tools.run.smoke import run_preflight, shrink_config
 
+pytestmark = pytest.mark.usefixtures("gpu_cloud")  # GPU targets run on a stand-in for Modal's cloud
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

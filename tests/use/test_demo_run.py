@@ -16,8 +16,10 @@ from agent.cli import main
 from tools.core.paths import PROJECT_ROOT
 from tools.core.runlog import read_lines
 from tools.evals.formats import format_signature
+from tools.inputs.local_models import resolve_model
 from tools.report.tracking import RUN_TAG
-from tools.use.generate import GenerationSettings, generate_reply, load_tuned
+from tools.use.model_worker import generate_reply, load_model
+from tools.use.protocol import GenerationSettings, LoadRequest
 from tools.use.runs import RunRecord, list_runs
 
 DEMO_MODEL = "local:smollm2-135m-instruct"
@@ -63,12 +65,13 @@ def test_export_merge_matches_the_adapter_and_the_card_names_base_and_data(demo,
     assert main(["export", demo.run_id, "--merge", "--out", str(out)]) == 0
     merged = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     assert not hasattr(merged, "peft_config")
-    tuned = load_tuned(demo)
+    base = resolve_model(demo.require_spec().model_name).path
+    tuned = load_model(LoadRequest(final_dir=str(demo.final_dir()), base_path=base))
     settings = GenerationSettings(max_new_tokens=60)
     for question, _ in heldout()[:2]:
         messages = [{"role": "user", "content": question}]
         assert generate_reply(merged, tuned.tokenizer, messages, settings) == generate_reply(
-            tuned.model, tuned.tokenizer, messages, settings
+            tuned.trained, tuned.tokenizer, messages, settings
         )
     card = (out / "README.md").read_text()
     assert f"base_model: {HUB_ID}" in card and demo.job.data_digest in card

@@ -3,6 +3,7 @@ evals report their progress phase by phase."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
 from agent.cli.options import EXIT_EVALS_FAILED
@@ -45,6 +46,21 @@ def test_evals_that_cannot_run_are_a_reason_not_a_traceback(run_id, tmp_path):
     assert job.status == JobStatus.EVALS_FAILED
     [check] = job.eval_result.checks
     assert check.name == "evals_ran" and not check.passed and "could not run" in check.detail
+
+
+def test_a_stop_asked_for_while_the_eval_worker_runs_ends_it(run_id, tmp_path):
+    events: list[dict] = []
+    job = evaluate_job(
+        finished_job(run_id, tmp_path),
+        EvalThresholds(**QUICK),
+        on_progress=events.append,
+        should_stop=lambda: bool(events),
+    )
+    [check] = job.eval_result.checks
+    assert check.name == "evals_ran" and "stopped during the loading" in check.detail
+    assert events and events[0]["phase"] == "load"
+    workers = [p for p in psutil.Process().children(recursive=True) if "tools.evals.worker" in " ".join(p.cmdline())]
+    assert not workers  # its whole group was killed
 
 
 def test_a_stop_during_the_evals_ends_them():

@@ -13,10 +13,18 @@ from agent.cli import main
 from tools.inputs.local_models import resolve_model
 from tools.report.provenance import provenance
 from tools.use.card import base_model_id, card_facts, render_card
-from tools.use.generate import GenerationSettings, generate_reply, load_tuned
+from tools.use.model_worker import generate_reply, load_model
+from tools.use.protocol import GenerationSettings, LoadRequest
 from tools.use.runs import find_run
 
 QUESTION = "My printer on floor 3 is offline. What should I do?"
+
+
+def in_process(run_id: str):
+    """The run's model loaded in this test's own process, to check what the sandboxed worker answered."""
+    run = find_run(run_id)
+    base = resolve_model(run.require_spec().model_name).path
+    return load_model(LoadRequest(final_dir=str(run.final_dir()), base_path=base))
 
 
 def greedy(model, tokenizer, prompt: str, tokens: int = 16) -> str:
@@ -27,8 +35,8 @@ def greedy(model, tokenizer, prompt: str, tokens: int = 16) -> str:
 def test_generate_streams_the_tuned_models_greedy_answer(run_id, capsys):
     assert main(["generate", run_id, QUESTION, "--max-new-tokens", "16"]) == 0
     printed = capsys.readouterr().out.strip()
-    tuned = load_tuned(find_run(run_id))
-    assert printed and printed == greedy(tuned.model, tuned.tokenizer, QUESTION)
+    tuned = in_process(run_id)
+    assert printed and printed == greedy(tuned.trained, tuned.tokenizer, QUESTION)
     with tuned.base() as base:  # the adapter disabled: the model it was tuned from answers otherwise
         assert greedy(base, tuned.tokenizer, QUESTION) != printed
 
@@ -57,8 +65,8 @@ def test_export_merge_loads_without_peft_and_answers_as_the_adapter(run_id, tmp_
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     assert not hasattr(merged, "peft_config")
-    tuned = load_tuned(find_run(run_id))
-    assert greedy(merged, tuned.tokenizer, QUESTION, 24) == greedy(tuned.model, tuned.tokenizer, QUESTION, 24)
+    tuned = in_process(run_id)
+    assert greedy(merged, tuned.tokenizer, QUESTION, 24) == greedy(tuned.trained, tuned.tokenizer, QUESTION, 24)
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "local:tiny-llama"  # no cache path of this machine
     card = (out / "README.md").read_text()

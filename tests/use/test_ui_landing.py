@@ -18,7 +18,7 @@ def test_landing_page_offers_starters_and_one_runs(ui_url: str, browser: object)
     page = _open_chat(browser, ui_url)
     for label, _message, _icon in STARTERS:
         expect(page.get_by_text(label)).to_be_visible(timeout=30_000)
-    page.get_by_text("See the budget say no").click()
+    page.get_by_text("Ask for a GPU that is not here").click()  # here a stand-in for Modal has it, over budget
     expect(page.get_by_text("Refused by the gate", exact=False).first).to_be_visible(timeout=120_000)
 
 
@@ -88,7 +88,7 @@ def signed_in_ui(tmp_path, monkeypatch):
 
     from agent.cli.ui import ui_env
     from agent.ui.access import hash_password
-    from tests.agent.test_ui_browser import CHROMIUM
+    from tests.agent.test_ui_browser import CHROMIUM, GPU_STAND_IN
     from tests.ui_server import serve_ui
 
     if not CHROMIUM.exists():
@@ -98,6 +98,7 @@ def signed_in_ui(tmp_path, monkeypatch):
     monkeypatch.setenv("AEGIS_UI_USERS", str(users))
     monkeypatch.setenv("CHAINLIT_AUTH_SECRET", pysecrets.token_hex(32))
     monkeypatch.setenv("AEGIS_MODEL", "offline")
+    monkeypatch.setenv("AEGIS_BACKEND_PLUGINS", GPU_STAND_IN)
     with serve_ui(tmp_path, ui_env()) as url:
         yield url
 

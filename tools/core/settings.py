@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     max_loss_share: float = Field(default=0.1, gt=0, le=1, description="checkpoint every this share of a run")
     max_dataset_mb: float = Field(default=512, gt=0, allow_inf_nan=False)
     modal_secrets: str = Field(default="", description="comma-separated Modal Secret names")
+    backend_plugins: str = Field(default="", description="more backends, comma-separated module:Class names")
+    backend: str = Field(default="auto", description="where training runs: auto (by the spec's target) or a name")
     bwrap: Path | None = Field(default=None, description="the bubblewrap binary; default bwrap on PATH")
     require_isolation: bool = Field(default=False, description="refuse every run that cannot be isolated")
 

@@ -15,16 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tools.core.catalog import gpu_names
 from tools.core.errors import SpecError
-from tools.core.isolation import Isolation
+from tools.core.files import read_mapping
+from tools.core.isolation import Isolation, Placement
 from tools.core.settings import settings
 from tools.core.status import AttemptStatus, EventStatus, FailureClass
 
-MAX_CONFIG_BYTES = 256 * 1024
 Method = Literal["full_finetune", "lora", "qlora"]
 DatasetFormat = Literal["auto", "text", "prompt_completion", "instruction", "messages"]
 # bf16_pure: weights, gradients and optimizer states in bf16, no fp32 master copy (half the memory of mixed
@@ -186,7 +185,7 @@ class BudgetPolicy(BaseModel):
         configured = settings()
         file = path or configured.budget_file
         if file:
-            values.update(_read_mapping(Path(file), what="budget policy"))
+            values.update(read_mapping(Path(file), what="budget policy"))
         for key in ("max_budget_usd", "soft_threshold_usd", "allow_auto_approve"):
             if getattr(configured, key) is not None:
                 values[key] = getattr(configured, key)
@@ -254,6 +253,7 @@ class CostEstimate(BaseModel):
     estimated_vram_gb: float = Field(ge=0)
     estimated_duration_min: float = Field(ge=0)
     cost_breakdown: CostBreakdown
+    placement: Placement | None = Field(default=None, description="Where it runs; None before a job step placed it.")
 
     @property
     def fits(self) -> bool:
@@ -357,39 +357,6 @@ def _did_you_mean(name: str) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _read_mapping(path: Path, what: str) -> dict[str, Any]:
-    try:
-        if not path.is_file():
-            raise SpecError([f"{what} file '{path}' does not exist (or is not a file)"])
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise SpecError([f"{what} file '{path}' is over {MAX_CONFIG_BYTES // 1024} KB; a {what} is a few lines"])
-        text = path.read_text(encoding="utf-8")
-    except (OSError, ValueError) as exc:
-        reason = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
-        raise SpecError([f"{what} file '{path}' cannot be read: {reason}"]) from None
-    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-    try:
-        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(
-            [f"{what} file '{path}' is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-        ) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([f"{what} file '{path}' is not valid YAML: {_yaml_problem(exc)}"]) from None
-    except RecursionError:
-        raise SpecError([f"{what} file '{path}' is not usable {kind}: nested too deeply"]) from None
-    if not isinstance(data, dict):
-        raise SpecError([f"{what} file '{path}' must hold a mapping of field: value"])
-    return data
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what, as a person fixing the file wants it: 'line 3, column 9: mapping values are not allowed'."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
-
-
 def parse_spec(data: dict[str, Any]) -> TrainingSpec:
     try:
         return TrainingSpec.model_validate(data)
@@ -399,4 +366,4 @@ def parse_spec(data: dict[str, Any]) -> TrainingSpec:
 
 def load_spec(path: str | os.PathLike[str]) -> TrainingSpec:
     """Load a spec from YAML or JSON, reporting every invalid field at once."""
-    return parse_spec(_read_mapping(Path(path), what="spec"))
+    return parse_spec(read_mapping(Path(path), what="spec"))

@@ -37,15 +37,14 @@ def load_pair(
     final_dir: Path,
     base_model_path: str,
     *,
-    tokenizer_path: str | None = None,
-    tokenizer: Any = None,
     trust_remote_code: bool = False,
     with_base: bool = True,
 ) -> ModelPair:
     """Load the trained model (peft adapter or full model) and its base, in float32 for stable loss numbers.
 
-    tokenizer: the base model's, already loaded by the host (the script saves that same one with the model).
+    The tokenizer is the one the training script saved with the model, else the base model's.
     with_base False: after a full fine-tune, do not load the base beside it (an adapter always needs its base).
+    Runs model code: call it only in a sandboxed worker (tools.evals.sandboxed).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -53,11 +52,8 @@ def load_pair(
     if not final_dir.is_dir():
         raise AegisError(f"no trained model at '{final_dir}': the training attempt did not save one")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tok_source = tokenizer_path or (
-        str(final_dir) if (final_dir / "tokenizer_config.json").is_file() else base_model_path
-    )
-    if tokenizer is None:
-        tokenizer = AutoTokenizer.from_pretrained(tok_source, trust_remote_code=trust_remote_code)
+    tok_source = str(final_dir) if (final_dir / "tokenizer_config.json").is_file() else base_model_path
+    tokenizer = AutoTokenizer.from_pretrained(tok_source, trust_remote_code=trust_remote_code)
 
     def load(path: str) -> Any:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code)

@@ -8,6 +8,7 @@ transformers knows, and cost milliseconds. Published configs of popular models s
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.core.errors import ModelError, SpecError
+from tools.core.isolation import CodeFile
 from tools.inputs.local_models import local_model_config
 from tools.recipe.lora import default_lora_targets as recipe_default_lora_targets
 
@@ -84,6 +86,33 @@ def hub_id(model_name: str) -> str:
     return next(key for key, value in _index().items() if value == file)  # the index lists the hub id first
 
 
+def remote_code_files(model_name: str) -> list[CodeFile]:
+    """The Python files a local model folder ships (its own code), with their digests; none for other models."""
+    folder = Path(model_name.strip()).expanduser()
+    if not (folder / "config.json").is_file():
+        return []
+    return [
+        CodeFile(name=str(path.relative_to(folder)), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in sorted(folder.rglob("*.py"))
+        if path.is_file()
+    ]
+
+
+def _folder_config(path: Path, trust_remote_code: bool) -> Any:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path}: {_first_line(exc)}") from None
+    if not isinstance(values, dict):
+        raise ModelError(f"cannot read {path}: it is not a JSON object")
+    if values.pop("auto_map", None) is not None and not trust_remote_code:
+        raise ModelError(
+            f"the model in {path.parent} ships its own code (auto_map in config.json): set trust_remote_code: true "
+            "to run it, isolated, after you have read it"
+        )
+    return _config_from_dict(values, source=str(path))
+
+
 def _config_from_dict(values: dict[str, Any], source: str) -> Any:
     from transformers import AutoConfig
 
@@ -98,7 +127,11 @@ def _config_from_dict(values: dict[str, Any], source: str) -> Any:
 
 
 def load_model_config(model_name: str, *, trust_remote_code: bool = False) -> Any:
-    """A transformers PretrainedConfig: local models, a local folder, shipped configs, then the hub (cache first)."""
+    """A transformers PretrainedConfig: local models, a local folder, shipped configs, then the hub (cache first).
+
+    A model's own code never runs here: a folder whose config maps to its code (``auto_map``) is read as data,
+    as the built-in architecture its ``model_type`` names, and only when the spec says it trusts that code (which
+    then runs in the sandbox only)."""
     name = model_name.strip()
     if name.lower().startswith("local:"):
         return _config_from_dict(local_model_config(name), source=name)
@@ -106,16 +139,13 @@ def load_model_config(model_name: str, *, trust_remote_code: bool = False) -> An
 
     folder = Path(name).expanduser()
     if (folder / "config.json").is_file():
-        try:
-            return AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-        except Exception as exc:  # unreadable or custom-code config: one message for the person
-            raise ModelError(f"cannot read {folder / 'config.json'}: {_first_line(exc)}") from None
+        return _folder_config(folder / "config.json", trust_remote_code)
     file = _shipped_file(name)
     if file is not None:
         values = json.loads((CONFIGS_DIR / file).read_text(encoding="utf-8"))
         return _config_from_dict(values, source=f"shipped config {file}")
     try:
-        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(name, trust_remote_code=False)  # a Hub model's own code never runs here
     except Exception as exc:  # any hub/cache failure means the same thing to the person
         known = ", ".join(sorted({*_index(), "local:tiny-llama", "local:smollm2-135m-instruct"}, key=str.lower))
         raise ModelError(
@@ -163,22 +193,22 @@ def _config_key(config: Any) -> str:
 _STATS_CACHE: dict[tuple[str, bool], ModelStats] = {}
 
 
-def model_stats(config: Any, *, trust_remote_code: bool = False) -> ModelStats:
+def model_stats(config: Any) -> ModelStats:
     """Counts and shapes of the model a config describes, cached per config contents."""
-    key = (_config_key(config), trust_remote_code)
+    key = _config_key(config)
     if key not in _STATS_CACHE:
-        _STATS_CACHE[key] = _build_stats(config, trust_remote_code)
+        _STATS_CACHE[key] = _build_stats(config)
     return _STATS_CACHE[key]
 
 
-def _build_stats(config: Any, trust_remote_code: bool) -> ModelStats:
+def _build_stats(config: Any) -> ModelStats:
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
 
     try:
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_config(config)  # a built-in architecture: configs are read as data
     except (ValueError, KeyError, ImportError) as exc:
         raise ModelError(f"cannot build the '{config.model_type}' architecture for counting: {exc}") from None
     linears = []
@@ -209,9 +239,9 @@ def _decoder_layer_params(model: Any, num_layers: int) -> int:
     return max((sum(p.numel() for p in stack.parameters()) for stack in stacks), default=0)
 
 
-def count_parameters(config: Any, *, trust_remote_code: bool = False) -> int:
+def count_parameters(config: Any) -> int:
     """Exact parameter count (tied weights counted once), from a weightless meta-device instance."""
-    return model_stats(config, trust_remote_code=trust_remote_code).total_params
+    return model_stats(config).total_params
 
 
 def _matches(module_name: str, target: str) -> bool:
@@ -219,9 +249,9 @@ def _matches(module_name: str, target: str) -> bool:
     return module_name == target or module_name.endswith("." + target)
 
 
-def default_lora_targets(config: Any, *, trust_remote_code: bool = False) -> list[str]:
+def default_lora_targets(config: Any) -> list[str]:
     """The attention projections LoRA adapts when the spec names none: the recipe's rule, on the model's layers."""
-    names = [layer.name for layer in model_stats(config, trust_remote_code=trust_remote_code).linears]
+    names = [layer.name for layer in model_stats(config).linears]
     targets = recipe_default_lora_targets(names)
     if not targets:
         model_type = str(getattr(config, "model_type", ""))
@@ -229,9 +259,9 @@ def default_lora_targets(config: Any, *, trust_remote_code: bool = False) -> lis
     return targets
 
 
-def lora_trainable_params(config: Any, target_modules: list[str], r: int, *, trust_remote_code: bool = False) -> int:
+def lora_trainable_params(config: Any, target_modules: list[str], r: int) -> int:
     """Adapter parameters peft adds: r * (in + out) for every matmul layer a target names."""
-    stats = model_stats(config, trust_remote_code=trust_remote_code)
+    stats = model_stats(config)
     hit = [layer for layer in stats.linears if any(_matches(layer.name, t) for t in target_modules)]
     if not hit:
         found = sorted({layer.name.rsplit(".", 1)[-1] for layer in stats.linears})

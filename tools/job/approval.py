@@ -33,11 +33,12 @@ def gate_job(job: JobState) -> JobState:
     est = require_estimate(job)
     stopped = preflight_refusal(job)
     store = SpendStore()
+    hold = min_hold(job) if est.placement is not None and est.placement.backend is not None else 0.0  # else refused
     if stopped:
         refusal = {"outcome": GateVerdict.REFUSED, "reason": stopped}
-        outcome, grant = store.gate(job.run_id, est, min_hold(job)).model_copy(update=refusal), None
+        outcome, grant = store.gate(job.run_id, est, hold).model_copy(update=refusal), None
     else:
-        outcome, grant = store.grant_by_policy(job.run_id, binding(job), est, min_hold(job))
+        outcome, grant = store.grant_by_policy(job.run_id, binding(job), est, hold)
     update: dict[str, Any] = {"gate": outcome, "approval": None, "pending_request_id": None}
     if grant is not None:
         update |= {

@@ -15,24 +15,31 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tools.core.errors import AegisError, GuardRefusal
 from tools.core.paths import resolve_dataset_path
-from tools.core.settings import settings
 from tools.core.spec import ExecutionResult
 from tools.core.status import EventStatus, JobStatus
 from tools.core.stop import StopCheck, stop_requested
 from tools.inputs.datafile import data_digest
 from tools.inputs.local_models import resolve_model
 from tools.job.reporting import report_job
-from tools.job.state import JobState, ProgressFn, RenderedRef, attempt_price, ran_on, require_estimate, require_spec
+from tools.job.state import (
+    JobState,
+    ProgressFn,
+    RenderedRef,
+    attempt_price,
+    job_backend,
+    require_estimate,
+    require_spec,
+)
 from tools.plan.actuals import record_actual
 from tools.policy.records import Binding, HoldState, Ticket
 from tools.policy.store import SpendStore
-from tools.run.local import MetricsTail, result_from_records, run_local
-from tools.run.modal import run_on_modal
-from tools.run.modal_app import modal_timeout_s
+from tools.run.backend import Attempt
+from tools.run.local import MetricsTail, result_from_records
 from tools.run.render import RenderedScript, render_script
 from tools.run.watchdog import Watchdog
 
@@ -40,9 +47,9 @@ JOB_FILE = "job.json"
 TICKET_FILE = "ticket.json"
 
 
-def _run_options(job: JobState) -> dict:
+def _run_options(job: JobState, device: str) -> dict:
     """Checkpoints, resume, and on this CPU the precision the probe measured fastest (part of the approved estimate)."""
-    measured = job.estimate.cost_breakdown.measured_precision if job.estimate and job.executor == "local" else None
+    measured = job.estimate.cost_breakdown.measured_precision if job.estimate and device == "cpu" else None
     return {
         "checkpoint_every": job.checkpoint_every,
         "resume_from": job.resume.path if job.resume else None,
@@ -50,17 +57,12 @@ def _run_options(job: JobState) -> dict:
     }
 
 
-def local_timeout_s(job: JobState) -> float:
-    """Generous wall-clock limit from the CPU estimate; AEGIS_LOCAL_TIMEOUT_S overrides it.
-
-    A local run only has to be caught when it hangs: 4x the estimate plus 10 minutes, at least 30 minutes
-    (a busy laptop can run several times slower than the estimate). A priced CPU's hold is cut to the budget.
-    """
-    configured = settings().local_timeout_s
-    if configured is not None:
-        return configured
-    seconds = job.local_estimate.cost_breakdown.estimated_seconds if job.local_estimate else 600.0
-    return max(1800.0, 4.0 * seconds + 600.0)
+def _device(job: JobState) -> str:
+    """What the script is rendered for: the device of the backend that runs it (a preview needs no backend)."""
+    est = job.estimate
+    if est is not None and est.placement is not None and est.placement.backend is not None:
+        return job_backend(job).device
+    return "cpu" if require_spec(job).target_gpu == "cpu" else "cuda"
 
 
 def render_preview(job: JobState) -> JobState:
@@ -73,8 +75,8 @@ def render_preview(job: JobState) -> JobState:
         model_path=resolve_model(spec.model_name).path,
         dataset_path=resolve_dataset_path(spec.dataset_path),
         eval_dataset_path=eval_path,
-        device="cuda" if job.executor == "modal" else "cpu",
-        extra=_run_options(job),
+        device=_device(job),
+        extra=_run_options(job, _device(job)),
     )
     ref = _ref(len(job.attempts) + 1, rendered, job)
     job = job.model_copy(update={"rendered": ref})
@@ -94,14 +96,16 @@ def run_job(job: JobState, *, on_progress: ProgressFn | None = None, should_stop
     digest, changed = prepared.data.digest, prepared.data.change()
     if changed:  # read again only now, to say what the bytes are; the copy of the approved ones stays
         digest = data_digest(spec.dataset_path, spec.eval_dataset_path)
+    backend = job_backend(job)
+    seconds = est.cost_breakdown.estimated_seconds
     try:
         ticket = SpendStore().start_attempt(
             job.run_id,
             grant_id=job.approval.grant_id if job.approval else None,
             binding=Binding(spec_hash=spec.spec_hash(), estimate_hash=est.estimate_hash(), data_digest=digest),
-            estimated_seconds=ran_on(job).cost_breakdown.estimated_seconds,
+            estimated_seconds=seconds,
             price_usd_per_s=attempt_price(job),
-            default_timeout_s=default_timeout_s(job),
+            default_timeout_s=backend.default_timeout_s(seconds),
             owner_pid=os.getpid(),
         )
     except GuardRefusal as exc:
@@ -124,7 +128,7 @@ def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: Progress
         job.record(
             "train",
             "started",
-            f"attempt {ticket.attempt} on {job.executor}: holds ${ticket.held_usd:.4f} for at most "
+            f"attempt {ticket.attempt} on {job_backend(job).name}: holds ${ticket.held_usd:.4f} for at most "
             f"{ticket.timeout_s / 60:.0f} min",
             attempt=ticket.attempt,
             spec_hash=spec.spec_hash(),
@@ -139,8 +143,8 @@ def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: Progress
             model_path=resolve_model(spec.model_name).path,
             dataset_path=Path(data.train_copy),
             eval_dataset_path=Path(data.eval_copy) if data.eval_copy else None,
-            device="cuda" if job.executor == "modal" else "cpu",
-            extra=_run_options(job),
+            device=_device(job),
+            extra=_run_options(job, _device(job)),
         )
         job = job.model_copy(update={"status": JobStatus.RUNNING, "rendered": _ref(ticket.attempt, rendered, job)})
         job.folder.write_json(JOB_FILE, job.model_dump(mode="json"))
@@ -166,37 +170,27 @@ def _execute(
     rendered: RenderedScript,
     on_progress: ProgressFn | None,
     stop: StopCheck,
-    on_start: object,
+    on_start: Callable[[int], None],
 ) -> ExecutionResult:
     spec, est = require_spec(job), require_estimate(job)
-    if job.executor == "modal":
-        return run_on_modal(
-            spec,
-            rendered.workdir,
-            rendered,
-            estimated_seconds=est.cost_breakdown.estimated_seconds,
-            timeout_s=ticket.timeout_s,
-            on_progress=on_progress,
-        )
-    return run_local(
-        spec,
-        rendered.workdir,
-        rendered,
+    attempt = Attempt(
+        spec=spec,
+        rendered=rendered,
         timeout_s=ticket.timeout_s,
+        price_usd_per_s=ticket.price_usd_per_s,
+        estimated_seconds=est.cost_breakdown.estimated_seconds,
+        estimated_cost_usd=est.estimated_cost_usd,
         memory_limit_mb=job.local_memory_limit_mb,
-        on_progress=on_progress,
-        gpu_price_usd_per_sec=ticket.price_usd_per_s,
-        estimated_gpu_cost_usd=est.estimated_cost_usd,
-        should_stop=stop,
-        on_start=on_start,  # type: ignore[arg-type]
+        on_start=on_start,
     )
+    return job_backend(job).run(attempt, on_progress, stop)
 
 
 def book_attempt(job: JobState, ticket: Ticket, result: ExecutionResult) -> JobState:
     """Capture the attempt's bill in the store (releasing the rest of its hold), then in the job and its log."""
     SpendStore().capture(ticket.attempt_id, result.actual_cost_usd, result.status)
     est = require_estimate(job)
-    record_actual(job.run_id, ticket.attempt, ran_on(job), result)
+    record_actual(job.run_id, ticket.attempt, est, result)
     ledger = job.ledger.record(
         attempt=ticket.attempt,
         run_id=job.run_id,
@@ -264,13 +258,6 @@ def recover_orphan(workdir: Path) -> int:
     job = book_attempt(job, ticket, result)
     report_job(job, outcome="interrupted")
     return 0
-
-
-def default_timeout_s(job: JobState) -> float:
-    """The attempt's time limit before the budget cuts it: Modal's rule on Modal, the local one here."""
-    if job.executor == "modal":
-        return float(modal_timeout_s(require_estimate(job).cost_breakdown.estimated_seconds))
-    return local_timeout_s(job)
 
 
 def _ref(attempt: int, rendered: RenderedScript, job: JobState) -> RenderedRef:

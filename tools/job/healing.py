@@ -13,7 +13,6 @@ from tools.evals.progress import EvalProgress
 from tools.evals.thresholds import EvalThresholds
 from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import training_records
-from tools.inputs.tokenizer import load_tokenizer
 from tools.job.planning import estimate_job, set_spec
 from tools.job.state import JobState, ProgressFn, require_spec
 from tools.plan.checkpoints import ResumePoint, can_resume, last_good_checkpoint
@@ -29,8 +28,9 @@ def evaluate_job(
 ) -> JobState:
     """Evaluate the trained model; the job ends succeeded, or evals_failed (trained, but the evals failed).
 
-    Evals that cannot run (a broken model folder, a stop asked for, an error) are a failed ``evals_ran`` check with
-    the reason, never a traceback and never a job that reads as if its training had failed.
+    Evals that cannot run (a broken model folder, a stop asked for, an error, a model whose own code cannot be
+    isolated here) are a failed ``evals_ran`` check with the reason, never a traceback and never a job that reads
+    as if its training had failed. The event says what contained the eval worker (``isolation``; None: not started).
     """
     spec = require_spec(job)
     if not job.attempts or job.attempts[-1].status != "succeeded" or job.prepared is None:
@@ -50,7 +50,6 @@ def evaluate_job(
             job.attempts[-1],
             base_model_path=resolve_model(spec.model_name).path,
             train_records=training_records(job.prepared.data),
-            tokenizer=load_tokenizer(spec.model_name),
             thresholds=t,
             progress=progress,
         )
@@ -72,6 +71,7 @@ def evaluate_job(
         metrics=result.metrics,
         failed_checks=failed,
         eval_seconds=result.metrics.get("eval_seconds"),
+        isolation=progress.isolation.kind.value if progress.isolation is not None else None,
     )
     return job
 

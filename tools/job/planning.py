@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tools.core.catalog import get_gpu
 from tools.core.errors import AegisError, GuardRefusal
+from tools.core.isolation import Placement
 from tools.core.measured import MeasuredTime
 from tools.core.paths import resolve_dataset_path
-from tools.core.spec import TrainingSpec
+from tools.core.spec import CostEstimate, TrainingSpec
 from tools.core.status import JobStatus
 from tools.core.stop import stop_requested
-from tools.inputs.model_config import load_model_config, model_stats
+from tools.inputs.model_config import load_model_config, model_stats, remote_code_files
 from tools.inputs.prepared import PreparedSpec, prepare
 from tools.job.state import JobState, require_spec
 from tools.plan.actuals import apply_learning, learned_error, read_actuals
 from tools.plan.checkpoints import can_resume, checkpoint_interval, max_loss_share, price_resumed
 from tools.plan.estimator import estimate, startup_seconds
 from tools.policy.store import SpendStore
+from tools.run.backend import Backend, NoBackend, choose_backend, get_backend
 from tools.run.probe import probe_cpu
 from tools.run.smoke import run_preflight
 
@@ -52,7 +56,10 @@ def set_spec(job: JobState, spec: TrainingSpec, *, source: str) -> JobState:
 
 
 def estimate_job(job: JobState, *, measured: MeasuredTime | None = None) -> JobState:
-    """Estimate the spec on its target GPU and on the local CPU, each corrected by the ledger of actuals.
+    """Estimate the spec on its target, priced by the backend that has it, corrected by the ledger of actuals.
+
+    When no backend here can run the target, the estimate says why (its placement's hint) and the same job is
+    estimated on this CPU as an offer: a new spec with its own estimate and approval if the person takes it.
 
     measured: a probe attempt's step time on the target (tools/job/probing.py); on this CPU a free probe measures it.
     """
@@ -66,31 +73,26 @@ def estimate_job(job: JobState, *, measured: MeasuredTime | None = None) -> JobS
     }
     history = read_actuals()
     measured = measured or _probe(job, spec, prepared)
+    backend, placement = _place(job, spec)
+    price = backend.price_usd_per_sec(spec) if backend is not None else None
     # A measured time is this machine's own: the ledger's correction of the model does not apply to it.
-    target = estimate(spec, **inputs, measured=measured)
+    target = estimate(spec, **inputs, measured=measured, price_usd_per_sec=price)
     if measured is None:
         target = apply_learning(target, learned_error(history, spec.target_gpu))
-    local = (
-        target
-        if spec.target_gpu == "cpu"
-        else apply_learning(estimate(spec, "cpu", **inputs), learned_error(history, "cpu"))
-    )
     resume = job.resume
     if resume is not None:
-        stats = model_stats(inputs["model_config"], trust_remote_code=spec.trust_remote_code)
+        stats = model_stats(inputs["model_config"])
         startup = measured.startup_seconds if measured else startup_seconds(stats, spec.target_gpu)
         target, saved_s, saved_usd = price_resumed(target, resume.step, startup)  # the estimate's own startup
-        if spec.target_gpu != "cpu":
-            local, _, _ = price_resumed(local, resume.step, startup_seconds(stats, "cpu"))
-        else:
-            local = target
         resume = resume.model_copy(update={"saved_usd": saved_usd, "saved_seconds": saved_s})
+    target = target.model_copy(update={"placement": placement})
+    offer = _cpu_offer(spec, inputs, history, placement) if backend is None and spec.target_gpu != "cpu" else None
     every = checkpoint_interval(target.cost_breakdown.total_steps, max_loss_share())
     job = job.model_copy(
         update={
             "estimate": target,
             "estimate_spec_hash": spec.spec_hash(),
-            "local_estimate": local,
+            "cpu_offer": offer,
             "prepared": prepared,
             "checkpoint_every": every,
             "resume": resume,
@@ -102,13 +104,39 @@ def estimate_job(job: JobState, *, measured: MeasuredTime | None = None) -> JobS
         "estimate",
         "completed",
         f"${target.estimated_cost_usd:.4f}, {target.estimated_duration_min:.1f} min, "
-        f"{target.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'})",
+        f"{target.estimated_vram_gb:.1f} GB on {bd.gpu} ({'fits' if bd.fits else 'does not fit'}); "
+        + placement.where(),
         estimate=target.model_dump(mode="json"),
         checkpoint_every=every,
         data_digest=prepared.data.digest,
         resume=resume.model_dump(mode="json") if resume else None,
     )
     return preflight_job(job)
+
+
+def _cpu_offer(spec: TrainingSpec, inputs: dict[str, Any], history: list, placement: Placement) -> CostEstimate:
+    """The same job on this CPU, where it can run: offered, never run under the target's approval."""
+    local = get_backend("local")
+    offer = apply_learning(estimate(spec, "cpu", **inputs), learned_error(history, "cpu"))
+    here = placement.model_copy(update={"backend": local.name, "isolation": local.isolation(), "hint": None})
+    return offer.model_copy(update={"placement": here})
+
+
+def _place(job: JobState, spec: TrainingSpec) -> tuple[Backend | None, Placement]:
+    """The backend the spec's target (or the person's choice) runs on, what contains it there and the model's
+    own code it runs; or no backend, and why none here can."""
+    code = remote_code_files(spec.model_name) if spec.trust_remote_code else []
+    try:
+        backend = choose_backend(spec, job.backend_choice)
+    except NoBackend as exc:
+        return None, Placement(hint=str(exc), trust_remote_code=spec.trust_remote_code, remote_code=code)
+    placement = Placement(
+        backend=backend.name,
+        isolation=backend.isolation(),
+        trust_remote_code=spec.trust_remote_code,
+        remote_code=code,
+    )
+    return backend, placement
 
 
 def _probe(job: JobState, spec: TrainingSpec, prepared: PreparedSpec) -> MeasuredTime | None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.core.catalog import get_gpu
 from tools.core.errors import AegisError, GuardRefusal
 from tools.core.money import minimum_hold_usd
 from tools.core.runlog import RunFolder
@@ -26,6 +25,7 @@ from tools.policy.gate import ApprovalRecord, GateOutcome
 from tools.policy.ledger import SpendLedger
 from tools.policy.records import Binding
 from tools.policy.store import SpendStore
+from tools.run.backend import AUTO, Backend, NoBackend, get_backend
 
 TERMINAL: frozenset[JobStatus] = frozenset(
     {
@@ -37,7 +37,6 @@ TERMINAL: frozenset[JobStatus] = frozenset(
         JobStatus.REFUSED,
     }
 )
-Executor = Literal["local", "modal"]
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
@@ -63,7 +62,9 @@ class JobState(BaseModel):
     policy: BudgetPolicy = Field(default_factory=BudgetPolicy)
     estimate: CostEstimate | None = None
     estimate_spec_hash: str | None = None
-    local_estimate: CostEstimate | None = None
+    cpu_offer: CostEstimate | None = Field(
+        default=None, description="When no backend here has the target: the same job estimated on this CPU."
+    )
     prepared: PreparedSpec | None = Field(default=None, description="The current spec, its data read once.")
     preflight: PreflightReport | None = None
     checkpoint_every: int | None = None
@@ -82,7 +83,7 @@ class JobState(BaseModel):
     eval_result: EvalResult | None = None
     report_path: str | None = None
     status: JobStatus = JobStatus.PLANNING
-    executor: Executor = "local"
+    backend_choice: str = Field(default=AUTO, description="The backend a person asked for; auto: by the target.")
     local_memory_limit_mb: int | None = None
     probe_of: TrainingSpec | None = Field(
         default=None, description="While a probe attempt is the current spec: the full spec it will re-price."
@@ -109,12 +110,14 @@ def new_job(
     policy: BudgetPolicy,
     *,
     max_retries: int = 3,
-    executor: Executor = "local",
+    backend: str = AUTO,
     run_id: str | None = None,
     thread_id: str | None = None,
     local_memory_limit_mb: int | None = None,
 ) -> JobState:
     """A new job in its own folder, registered with the spend store in its thread (its own, by default)."""
+    if backend != AUTO:
+        get_backend(backend)  # an unknown name is refused before anything is written
     folder = RunFolder.create(run_id)
     thread = thread_id or folder.run_id
     SpendStore().open_job(folder.run_id, thread, policy, max_retries)
@@ -124,7 +127,7 @@ def new_job(
         thread_id=thread,
         policy=policy,
         max_retries=max_retries,
-        executor=executor,
+        backend_choice=backend,
         local_memory_limit_mb=local_memory_limit_mb,
     )
     job.record(
@@ -133,7 +136,7 @@ def new_job(
         f"run {job.run_id} created",
         policy=policy.model_dump(),
         max_retries=max_retries,
-        executor=executor,
+        backend=backend,
         thread_id=thread,
     )
     return job
@@ -159,20 +162,20 @@ def binding(job: JobState) -> Binding:
     return Binding(spec_hash=spec.spec_hash(), estimate_hash=est.estimate_hash(), data_digest=job.data_digest)
 
 
-def ran_on(job: JobState) -> CostEstimate:
-    """The estimate of the machine the attempt really runs on: the target GPU on Modal, this CPU locally."""
+def job_backend(job: JobState) -> Backend:
+    """The backend the current estimate chose: the one whose price, limits and device the attempt gets."""
     est = require_estimate(job)
-    return est if job.executor == "modal" else (job.local_estimate or est)
+    placement = est.placement
+    if placement is None or placement.backend is None:
+        raise NoBackend(placement.hint if placement and placement.hint else f"nothing places {est.cost_breakdown.gpu}")
+    return get_backend(placement.backend)
 
 
 def attempt_price(job: JobState) -> float:
-    """Dollars per second the attempt bills: the GPUs on Modal; this machine (priced by configuration) locally."""
-    spec = require_spec(job)
-    if job.executor == "modal":
-        return get_gpu(spec.target_gpu).price_usd_per_sec * spec.num_gpus
-    return get_gpu("cpu").price_usd_per_sec
+    """Dollars per second the attempt bills, as its backend prices it (the estimate used the same price)."""
+    return job_backend(job).price_usd_per_sec(require_spec(job))
 
 
 def min_hold(job: JobState) -> float:
-    """What the next attempt must be allowed to bill at the least, on the machine it will run on."""
-    return minimum_hold_usd(ran_on(job).cost_breakdown.estimated_seconds, attempt_price(job))
+    """What the next attempt must be allowed to bill at the least, on the backend it will run on."""
+    return minimum_hold_usd(require_estimate(job).cost_breakdown.estimated_seconds, attempt_price(job))

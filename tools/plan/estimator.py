@@ -62,9 +62,9 @@ def startup_seconds(stats: ModelStats, gpu_name: str) -> float:
 
 def _trainable(spec: TrainingSpec, config: Any) -> int:
     if spec.method == "full_finetune":
-        return model_stats(config, trust_remote_code=spec.trust_remote_code).total_params
-    targets = spec.lora_target_modules or default_lora_targets(config, trust_remote_code=spec.trust_remote_code)
-    return lora_trainable_params(config, targets, spec.lora_r, trust_remote_code=spec.trust_remote_code)
+        return model_stats(config).total_params
+    targets = spec.lora_target_modules or default_lora_targets(config)
+    return lora_trainable_params(config, targets, spec.lora_r)
 
 
 @dataclass(frozen=True)
@@ -231,15 +231,17 @@ def estimate(
     model_config: Any = None,
     script: ScriptTraits = AEGIS_SCRIPT,
     measured: MeasuredTime | None = None,
+    price_usd_per_sec: float | None = None,
 ) -> CostEstimate:
     """Price the spec on a GPU (default: its target). Pure given dataset_stats and model_config; missing ones are read.
 
     script: what the training script does beyond the spec; Aegis's own unless a benchmark describes another.
-    measured: a probe's step and startup on the machine that will train (tools/run/probe.py), used over the model."""
+    measured: a probe's step and startup on the machine that will train (tools/run/probe.py), used over the model.
+    price_usd_per_sec: what its backend bills a second, all devices together; default the catalog's per GPU."""
     gpu_info = get_gpu(gpu or spec.target_gpu)
     config = model_config or load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
     data = dataset_stats or read_dataset_stats(spec)
-    stats = model_stats(config, trust_remote_code=spec.trust_remote_code)
+    stats = model_stats(config)
     trainable = _trainable(spec, config)
     prec = precision(spec, gpu_info)
     num_gpus = 1 if gpu_info.name == "cpu" else spec.num_gpus
@@ -274,8 +276,9 @@ def estimate(
         **memory,
         **time.fields(),
     )
+    price = price_usd_per_sec if price_usd_per_sec is not None else gpu_info.price_usd_per_sec * num_gpus
     return CostEstimate(
-        estimated_cost_usd=time.seconds * gpu_info.price_usd_per_sec * num_gpus,
+        estimated_cost_usd=time.seconds * price,
         estimated_vram_gb=vram,
         estimated_duration_min=time.seconds / 60.0,
         cost_breakdown=breakdown,

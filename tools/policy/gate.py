@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.core.isolation import Placement
 from tools.core.money import HOLD_MARGIN_S, MIN_TIME_COVER, MONEY_EPSILON
+from tools.core.settings import settings
 from tools.core.spec import AwareUTC, BudgetPolicy, CostEstimate
 from tools.core.status import GateVerdict
 
@@ -59,6 +61,19 @@ class AttemptLimits(BaseModel):
     budget_capped: bool = Field(description="True when the money left, not the default limit, set the timeout.")
 
 
+def placement_refusal(place: Placement) -> str | None:
+    """Why a run cannot start where it was placed, before any money: no backend, or remote code or an operator
+    that needs isolation where there is none."""
+    if place.backend is None:
+        return f"nothing here can run it: {place.hint}"
+    where = place.isolation.describe() if place.isolation else "isolation: unknown"
+    if not place.isolated and place.trust_remote_code:
+        return f"the model ships its own code, which runs only isolated, and {where}"
+    if not place.isolated and settings().require_isolation:
+        return f"AEGIS_REQUIRE_ISOLATION is set and {where}"
+    return None
+
+
 def evaluate_gate(
     estimate: CostEstimate, policy: BudgetPolicy, spent_usd: float = 0.0, min_hold_usd: float = 0.0
 ) -> GateOutcome:
@@ -84,6 +99,9 @@ def evaluate_gate(
         )
 
     spend = f"estimate ${cost:.2f}" + (f" plus ${spent_usd:.2f} already spent or held" if spent_usd else "")
+    place = estimate.placement or Placement(hint="it was never placed on a backend")
+    if (refused := placement_refusal(place)) is not None:
+        return outcome(GateVerdict.REFUSED, refused)
     if total > policy.max_budget_usd + MONEY_EPSILON:
         return outcome(GateVerdict.REFUSED, f"{spend} exceeds the hard limit of ${policy.max_budget_usd:.2f}")
     if spent_usd + min_hold_usd > policy.max_budget_usd + MONEY_EPSILON:
@@ -99,6 +117,10 @@ def evaluate_gate(
             f"the job does not fit: {estimate.estimated_vram_gb:.1f} GB needed per GPU, "
             f"{b.gpu_memory_gb:g} GB on {b.gpu}",
         )
+    if place.trust_remote_code:
+        where = place.isolation.describe() if place.isolation else "isolation: unknown"
+        said = f"the model ships its own code, which the run executes ({where}): {place.code_files()}"
+        return outcome(GateVerdict.NEEDS_HUMAN, f"{said}; a person must approve")
     if total <= policy.soft_threshold_usd + MONEY_EPSILON and policy.allow_auto_approve:
         return outcome(
             GateVerdict.APPROVED, f"{spend} is within the soft threshold of ${policy.soft_threshold_usd:.2f}"

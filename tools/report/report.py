@@ -96,6 +96,25 @@ def _resume_rows(attempts: list[ExecutionResult], remediations: list[Remediation
     return rows
 
 
+def _device_line(spec: TrainingSpec, attempts: list[ExecutionResult]) -> str:
+    """The device that trained, as the last attempt reports it; the spec's target when nothing ran."""
+    if not attempts:
+        return f"{spec.num_gpus}× {spec.target_gpu} (not run)"
+    last = attempts[-1]
+    return f"{last.num_gpus}× {last.gpu} ({last.executor})"
+
+
+def _isolation_line(estimate: CostEstimate | None, attempts: list[ExecutionResult]) -> str:
+    """What contained the run, and the model's own code it executed (named with its digests)."""
+    ran = next((a.isolation for a in reversed(attempts) if a.isolation is not None), None)
+    place = estimate.placement if estimate is not None else None
+    shown = place.isolation.describe() if place is not None and place.isolation else DASH
+    line = f"isolation: {ran}" if ran is not None else shown
+    if place is not None and place.trust_remote_code:
+        line += f"; the model's own code ran: {place.code_files()}"
+    return line
+
+
 def _attempt_rows(attempts: list[ExecutionResult]) -> list[dict[str, str]]:
     return [
         {
@@ -196,7 +215,8 @@ def _summary(
         ("Outcome", outcome_words(outcome)),
         ("Model", spec.model_name),
         ("Method", spec.method),
-        ("GPU", f"{spec.num_gpus}× {spec.target_gpu}" + (f" ({attempts[-1].executor})" if attempts else "")),
+        ("GPU", _device_line(spec, attempts)),
+        ("Isolation", _isolation_line(estimate, attempts)),
         ("Attempts", f"{len(attempts)} ({statuses})" if attempts else "0"),
         ("Final train loss", num(finished[-1].final_train_loss) if finished else DASH),
         ("Eval loss (before → after)", f"{num(before)} → {num(after)}"),

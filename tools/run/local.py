@@ -133,9 +133,8 @@ def run_local(
     on_start: called with the child's pid (its process group) as soon as it runs: the caller's own watchdog
     hook (an attempt's, which books the attempt after a kill). Without one, a watchdog with nothing to book
     guards the run here, so no caller (the smoke run, the probe) can leave a training behind if aegis is killed.
-    outer: the isolation this whole process already runs in (a Modal container); otherwise the local sandbox.
-    Raises IsolationRefused, with nothing started, where the run must be isolated and cannot be.
-    """
+    outer: the isolation this process already runs in (a Modal container), else the local sandbox, which may
+    refuse (IsolationRefused, nothing started) where the run must be isolated and cannot be."""
     workdir = Path(workdir)
     log_path = workdir / "train.log"
     rendered.metrics_path.unlink(missing_ok=True)  # this attempt's lines only

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tools.core.isolation import Isolation, IsolationFacts
 from tools.core.spec import ExecutionResult, TrainingSpec
 from tools.run.local import run_local
 from tools.run.render import RenderedScript
@@ -25,6 +26,12 @@ ProgressFn = Callable[[dict[str, Any]], None]
 LOG_NAME = "train.log"  # where run_local writes the script's output
 LOG_POLL_S = 1.0
 _DONE = object()
+# What the container gives: its own filesystem and kernel boundary (gVisor), no file of the person's machine.
+MODAL_ISOLATION = IsolationFacts(
+    kind=Isolation.MODAL_CONTAINER,
+    detail="a Modal container: only the Modal Secrets named in AEGIS_MODAL_SECRETS are mounted; it can reach "
+    "the internet (the Hub, to fetch the model)",
+)
 
 
 def run_job(
@@ -60,6 +67,7 @@ def run_job(
         memory_limit_mb=memory_limit_mb,
         on_progress=on_progress,
         gpu_price_usd_per_sec=price_usd_per_gpu_sec * num_gpus,
+        outer=MODAL_ISOLATION,  # the container is the sandbox
     )
     return result.model_copy(update={"executor": "modal", "gpu": gpu, "num_gpus": num_gpus}).model_dump(mode="json")
 

@@ -29,7 +29,7 @@ from tools.core.isolation import Isolation, IsolationFacts
 from tools.core.settings import settings
 
 SANDBOX_HOME = "/tmp/home"
-BWRAP_DETAIL = "bubblewrap: read-only runtime and inputs, one writable folder, private /tmp and HOME, no network"
+BWRAP_DETAIL = "read-only runtime and inputs, one writable folder, private /tmp and HOME, no network"
 PROBE_TIMEOUT_S = 10.0
 # Passed through when set: locale, and the settings that make the numeric libraries run right on this CPU or GPU.
 PASSED_ENV = (
@@ -44,6 +44,7 @@ PASSED_ENV = (
 )
 # The system's own read-only runtime: the loader, libc, the shell tools torch and prlimit call.
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache", "/etc/alternatives")
+UNISOLATED_HOME = ".home"  # HOME without a sandbox: in the first writable folder
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # tools/: the workers run as `python -m tools....`
 
 _probed: dict[str, IsolationFacts] = {}
@@ -125,6 +126,8 @@ def sandbox_env(home: str, threads: int) -> dict[str, str]:
     env |= {
         "PATH": os.pathsep.join(dict.fromkeys(bin_dirs)),
         "HOME": home,
+        "USER": "aegis",  # getpass.getuser() (torch's caches) without a passwd file
+        "LOGNAME": "aegis",
         "TMPDIR": "/tmp",
         "HF_HOME": f"{home}/.cache/huggingface",
         "HF_HUB_OFFLINE": "1",
@@ -204,6 +207,7 @@ def start_contained(
     *,
     cwd: Path,
     stdout: IO[bytes] | int,
+    stdin: IO[bytes] | int = subprocess.DEVNULL,
     memory_limit_mb: int | None = None,
     threads: int | None = None,
     extra_env: Mapping[str, str] | None = None,
@@ -213,7 +217,8 @@ def start_contained(
 
     Refused (IsolationRefused, nothing started) when it must be isolated and cannot be. ``extra_env`` adds
     fixed, non-secret values the caller owns (never the parent's environment). ``outer``: this whole process
-    already runs in a sandbox (a Modal container), which then is the isolation.
+    already runs in a sandbox (a Modal container), which then is the isolation. ``stdin``: a pipe for a worker
+    that takes requests as it runs (tools.use.model_worker); none by default.
     """
     facts = outer if outer is not None and outer.isolated else check_isolation(remote_code=mounts.remote_code)
     inner = list(cmd)
@@ -230,7 +235,7 @@ def start_contained(
     proc = subprocess.Popen(
         full,
         cwd=cwd,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=stdout,
         stderr=subprocess.STDOUT if stdout != subprocess.DEVNULL else subprocess.DEVNULL,
         env=env,
@@ -249,7 +254,7 @@ def _prlimit() -> str:
 def _unisolated_home(mounts: Mounts, cwd: Path) -> Path:
     """Without a sandbox, HOME is still not the person's: an empty folder inside the writable one."""
     base = mounts.writable[0] if mounts.writable else cwd
-    home = Path(base) / ".home"
+    home = Path(base) / UNISOLATED_HOME
     home.mkdir(parents=True, exist_ok=True)
     return home
 

@@ -4,8 +4,8 @@ The folder holds the adapter (``base_model_name_or_path`` set to the base model'
 path) or the full model, the tokenizer, a model card (README.md) and the same facts as JSON (aegis_run.json).
 With ``merge`` the adapter is folded into the base weights and the folder holds plain safetensors weights that
 ``transformers`` loads without PEFT (the adapter is kept in ``adapter/``). GGUF (and an Ollama Modelfile) is made
-by llama.cpp's converter when one is installed; otherwise the error says what to install. torch, transformers and
-peft are imported inside the functions that use them.
+by llama.cpp's converter when one is installed; otherwise the error says what to install. The merge loads the
+model, so it runs in a sandboxed worker (tools.use.model_worker); this process only copies files.
 """
 
 from __future__ import annotations
@@ -14,15 +14,21 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.errors import AegisError, DataError
+from tools.core.isolation import Isolation, IsolationFacts
 from tools.core.settings import settings
+from tools.evals.sandboxed import model_folder, worker_command, worker_failure
 from tools.inputs.local_models import resolve_model
 from tools.report.provenance import provenance
+from tools.run.local import kill_group
+from tools.run.sandbox import UNISOLATED_HOME, Mounts, paths_of, start_contained
 from tools.use.card import base_model_id, card_facts, card_json, render_card
+from tools.use.protocol import MergeRequest
 from tools.use.runs import RunRecord
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -58,6 +64,7 @@ class ExportResult(BaseModel):
     files: list[str]
     gguf: str | None = None
     modelfile: str | None = None
+    isolation: Isolation | None = Field(default=None, description="What contained the merge (merged exports only).")
 
 
 def default_export_dir(run: RunRecord, merged: bool) -> Path:
@@ -110,17 +117,36 @@ def _copy_tokenizer(source: Path, dest: Path) -> None:
             shutil.copy2(source / name, dest / name)
 
 
-def merge_adapter(base_path: str, adapter_dir: Path, dest: Path, trust_remote_code: bool = False) -> None:
-    """Fold the LoRA adapter into the base weights (fp32) and save plain safetensors weights with the tokenizer."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def merge_adapter(base_path: str, adapter_dir: Path, dest: Path, trust_remote_code: bool = False) -> IsolationFacts:
+    """Fold the LoRA adapter into the base weights (fp32) and save safetensors weights with the tokenizer in ``dest``.
 
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, trust_remote_code=trust_remote_code)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(dest), safe_serialization=True)
-    source = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_path
-    AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code).save_pretrained(str(dest))
+    The merge loads the model, so it runs in a sandboxed worker (tools.use.model_worker) that sees the base and
+    the adapter read-only and writes only ``dest``, the export's work folder. Raises IsolationRefused, with nothing
+    started, where the model's own code must run isolated and cannot be.
+    """
+    dest = dest.resolve()  # the sandbox binds real folders, not the links to them
+    request = MergeRequest(
+        base_path=model_folder(base_path),
+        adapter_dir=str(adapter_dir.resolve()),
+        dest=str(dest),
+        trust_remote_code=trust_remote_code,
+    )
+    mounts = Mounts(
+        read_only=paths_of([request.adapter_dir, request.base_path]), writable=(dest,), remote_code=trust_remote_code
+    )
+    cmd = worker_command("tools.use.model_worker", "merge", request.model_dump_json())
+    with tempfile.TemporaryFile() as log:
+        contained = start_contained(cmd, mounts, cwd=dest, stdout=log)
+        try:
+            contained.proc.wait()
+        finally:
+            kill_group(contained.proc)
+        shutil.rmtree(dest / UNISOLATED_HOME, ignore_errors=True)  # unisolated, its HOME was made in dest
+        if contained.proc.returncode != 0:
+            log.seek(0)
+            said = log.read().decode("utf-8", errors="replace")
+            raise worker_failure("merging the adapter into the base", said, contained.proc.returncode)
+    return contained.isolation
 
 
 def export_run(
@@ -140,7 +166,7 @@ def export_run(
     work = dest.with_name(dest.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     try:
-        _write_model(run, final, work, merged=merged, is_adapter=is_adapter)
+        isolation = _write_model(run, final, work, merged=merged, is_adapter=is_adapter)
         if dest.exists():
             dest.rmdir()  # empty: _prepare_dest saw to it
         work.replace(dest)
@@ -154,20 +180,22 @@ def export_run(
         kind="merged" if merged else ("adapter" if is_adapter else "full"),
         base_model=base_model_id(spec.model_name),
         files=sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()),
+        isolation=isolation.kind if isolation is not None else None,
     )
     if converter is not None:
         result = _to_gguf(converter, dest, result, merged or not is_adapter)
     return result
 
 
-def _write_model(run: RunRecord, final: Path, work: Path, *, merged: bool, is_adapter: bool) -> None:
-    """The model files, the tokenizer, the model card and its facts, in ``work``."""
+def _write_model(run: RunRecord, final: Path, work: Path, *, merged: bool, is_adapter: bool) -> IsolationFacts | None:
+    """The model files, the tokenizer, the model card and its facts, in ``work``; what contained the merge, if any."""
     spec = run.require_spec()
     base_id = base_model_id(spec.model_name) or spec.model_name
     base_path = resolve_model(spec.model_name).path
     work.mkdir(parents=True)
+    isolation = None
     if merged:
-        merge_adapter(base_path, final, work, spec.trust_remote_code)
+        isolation = merge_adapter(base_path, final, work, spec.trust_remote_code)
         _copy_model_files(final, work / "adapter")
         _fix_adapter_config(work / "adapter", base_id)
     else:
@@ -178,6 +206,7 @@ def _write_model(run: RunRecord, final: Path, work: Path, *, merged: bool, is_ad
     facts = card_facts(run, provenance(), merged=merged)
     (work / "README.md").write_text(render_card(facts), encoding="utf-8")
     (work / "aegis_run.json").write_text(card_json(facts), encoding="utf-8")
+    return isolation
 
 
 def _to_gguf(converter: Path, dest: Path, result: ExportResult, has_weights: bool) -> ExportResult:

@@ -1,155 +1,160 @@
-"""Talk to a trained model: load a run's fine-tuned model (adapter on its base, or a full model) and answer a chat.
+"""Talk to a trained model: a run's fine-tuned model (adapter on its base, or a full model) answers a chat.
 
-The prompt is built exactly as training built it (``tools.recipe.formatting.prompt_text``: the model's own chat
-template), tokens stream as they are generated, and the base model's answer can be asked for beside the tuned
-one (the adapter disabled, or the base loaded once more for a full fine-tune). Greedy by default, so the same
-question gets the same answer. torch, transformers and peft are imported inside the functions that use them.
+The model is loaded and run in a sandboxed worker (tools.use.model_worker, started by tools.run.sandbox), never
+in this process, so a model that ships its own code (trust_remote_code) or a compromised package runs without
+the person's files, HOME or network. One worker serves a whole conversation: the conversation goes in as a JSON
+line, the tokens come back as JSON lines as they are generated, and the base model's answer can be asked for
+beside the tuned one (the adapter disabled, or the base loaded once more for a full fine-tune). Greedy by
+default, so the same question gets the same answer.
 """
 
 from __future__ import annotations
 
-import threading
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 
 from tools.core.errors import AegisError
-from tools.evals.examples import encode_text
-from tools.evals.models import ModelPair, load_pair
+from tools.core.isolation import IsolationFacts
+from tools.evals.sandboxed import model_folder, worker_command, worker_failure
 from tools.inputs.local_models import resolve_model
-from tools.recipe.formatting import prompt_text
+from tools.run.local import kill_group
+from tools.run.sandbox import Contained, Mounts, paths_of, start_contained
+from tools.use.protocol import LOG_FILE, Answer, GenerationSettings, LoadRequest, TokenFn, TurnRequest, WorkerLine
 from tools.use.runs import RunRecord
 
-TokenFn = Callable[[str], None]
-MAX_NEW_TOKENS = 200
+CLOSE_GRACE_S = 5.0
 
 
-class GenerationSettings(BaseModel):
-    """How an answer is generated: greedy unless a temperature is given."""
+class ModelWorker:
+    """A run's model, loaded in a sandboxed worker that answers one turn at a time; close it (or use ``with``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    max_new_tokens: int = Field(default=MAX_NEW_TOKENS, ge=1, le=4096)
-    temperature: float = Field(default=0.0, ge=0.0, le=5.0, description="0: greedy, the same answer each time.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    seed: int = Field(default=0, ge=0)
-
-
-@dataclass
-class TunedModel(ModelPair):
-    """A run's fine-tuned model, ready to answer; ``base()`` gives the model it was tuned from."""
-
-    run_id: str = ""
+    def __init__(self, contained: Contained, scratch: tempfile.TemporaryDirectory[str]):
+        self.contained = contained
+        self.scratch = scratch
+        self._said: list[str] = []  # lines on its stdout that are not the protocol (bubblewrap's, before it ran)
 
     @property
-    def model(self) -> Any:
-        return self.trained
+    def isolation(self) -> IsolationFacts:
+        return self.contained.isolation
 
+    def wait_ready(self) -> None:
+        """Until the model is loaded; an AegisError with the worker's reason when it could not be."""
+        while self._receive().type != "ready":
+            pass
 
-def load_tuned(run: RunRecord, *, with_base: bool = False) -> TunedModel:
-    """Load the model a run trained, on this machine's CPU (or its GPU when there is one)."""
-    from transformers.utils import logging as hf_logging
+    def answer(
+        self,
+        messages: list[dict[str, str]],
+        settings: GenerationSettings | None = None,
+        *,
+        on_token: TokenFn | None = None,
+        with_base: bool = False,
+        on_base_token: TokenFn | None = None,
+    ) -> Answer:
+        """The tuned model's reply (streamed), and the base model's reply to the same conversation when asked."""
+        turn = TurnRequest(messages=messages, settings=settings or GenerationSettings(), with_base=with_base)
+        self._send(turn)
+        while True:
+            line = self._receive()
+            if line.type == "token":
+                stream = on_base_token if line.model == "base" else on_token
+                if stream is not None and line.text:
+                    stream(line.text)
+            elif line.type == "answer" and line.answer is not None:
+                return line.answer
+            elif line.type == "error":
+                raise AegisError(line.text)
 
-    hf_logging.disable_progress_bar()  # the person asked for an answer, not for loading bars
-    spec = run.require_spec()
-    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for the person
-        warnings.simplefilter("ignore", FutureWarning)
-        pair = load_pair(
-            run.final_dir(),
-            resolve_model(spec.model_name).path,
-            trust_remote_code=spec.trust_remote_code,
-            with_base=with_base,
-        )
-    return TunedModel(pair.tokenizer, pair.trained, pair.base_model, pair.device, run.run_id)
-
-
-def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """The conversation as token ids, ending where the assistant's reply begins: as training formatted it."""
-    if not messages or messages[-1].get("role") != "user":
-        raise AegisError("a conversation to answer ends with the person's message")
-    return encode_text(tokenizer, prompt_text(tokenizer, messages))
-
-
-def generate_reply(
-    model: Any,
-    tokenizer: Any,
-    messages: list[dict[str, str]],
-    settings: GenerationSettings | None = None,
-    on_token: TokenFn | None = None,
-    device: str = "cpu",
-) -> str:
-    """The model's reply to the conversation, streamed piece by piece to ``on_token`` as it is generated."""
-    import torch
-    from transformers import GenerationConfig, TextIteratorStreamer
-
-    s = settings or GenerationSettings()
-    ids = chat_prompt_ids(tokenizer, messages)
-    eos = tokenizer.eos_token_id
-    config = GenerationConfig(
-        max_new_tokens=s.max_new_tokens,
-        do_sample=s.temperature > 0,
-        temperature=s.temperature if s.temperature > 0 else None,
-        top_p=s.top_p if s.temperature > 0 else None,
-        eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-    )
-    input_ids = torch.tensor([ids], device=device)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    failure: list[BaseException] = []
-
-    def work() -> None:
+    def _send(self, turn: TurnRequest) -> None:
+        stdin = self.contained.proc.stdin
+        assert stdin is not None  # started with a pipe
         try:
-            torch.manual_seed(s.seed)
-            with torch.inference_mode():
-                model.generate(
-                    input_ids=input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    generation_config=config,
-                    streamer=streamer,
-                )
-        except BaseException as exc:  # handed to the caller's thread below
-            failure.append(exc)
-            streamer.end()
+            stdin.write(turn.model_dump_json().encode("utf-8") + b"\n")
+            stdin.flush()
+        except BrokenPipeError:
+            raise self._failure() from None
 
-    worker = threading.Thread(target=work, name="aegis-generate", daemon=True)
-    worker.start()
-    pieces = []
-    for piece in streamer:
-        pieces.append(piece)
-        if on_token is not None and piece:
-            on_token(piece)
-    worker.join()
-    if failure:
-        raise AegisError(f"generation failed: {type(failure[0]).__name__}: {failure[0]}")
-    return "".join(pieces).strip()
+    def _receive(self) -> WorkerLine:
+        stdout = self.contained.proc.stdout
+        assert stdout is not None  # started with a pipe
+        while True:
+            raw = stdout.readline()
+            if not raw:
+                raise self._failure()
+            try:
+                return WorkerLine.model_validate_json(raw)
+            except ValidationError:
+                self._said.append(raw.decode("utf-8", errors="replace"))
+
+    def _failure(self) -> AegisError:
+        """The worker ended (or closed its stdout): why, from its log."""
+        proc = self.contained.proc
+        try:
+            proc.wait(timeout=CLOSE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+        log = Path(self.scratch.name) / LOG_FILE
+        text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+        return worker_failure("the model worker", "".join(self._said) + text, proc.returncode)
+
+    def close(self) -> None:
+        """End the worker (its stdin closed, it exits; or its group is killed) and remove its folder."""
+        proc = self.contained.proc
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=CLOSE_GRACE_S)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            kill_group(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            self.scratch.cleanup()
+
+    def __enter__(self) -> ModelWorker:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
-class Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def open_model(run: RunRecord, *, with_base: bool = False) -> ModelWorker:
+    """A sandboxed worker with the run's model loaded (and a full fine-tune's base too, with ``with_base``).
 
-    prompt: str
-    tuned: str
-    base: str | None = None
-
-
-def answer(
-    tuned: TunedModel,
-    messages: list[dict[str, str]],
-    settings: GenerationSettings | None = None,
-    *,
-    on_token: TokenFn | None = None,
-    with_base: bool = False,
-    on_base_token: TokenFn | None = None,
-) -> Answer:
-    """The tuned model's reply (streamed), and the base model's reply to the same conversation when asked."""
-    reply = generate_reply(tuned.model, tuned.tokenizer, messages, settings, on_token, tuned.device)
-    base = None
-    if with_base:
-        if tuned.base_model is None and not hasattr(tuned.model, "disable_adapter"):
-            raise AegisError("the base model is not loaded: load the run with with_base=True")
-        with tuned.base() as base_model:
-            base = generate_reply(base_model, tuned.tokenizer, messages, settings, on_base_token, tuned.device)
-    return Answer(prompt=messages[-1]["content"], tuned=reply, base=base)
+    It sees the trained model and the base model read-only and writes only its own temporary folder. Raises
+    IsolationRefused, with nothing started, where the model's own code must run isolated and cannot be.
+    """
+    spec = run.require_spec()
+    request = LoadRequest(
+        final_dir=str(run.final_dir().resolve()),  # the sandbox binds real folders, not the links to them
+        base_path=model_folder(resolve_model(spec.model_name).path),
+        trust_remote_code=spec.trust_remote_code,
+        with_base=with_base,
+    )
+    scratch = tempfile.TemporaryDirectory(prefix="aegis-model-")
+    folder = Path(scratch.name).resolve()
+    mounts = Mounts(
+        read_only=paths_of([request.final_dir, request.base_path]),
+        writable=(folder,),
+        remote_code=spec.trust_remote_code,
+    )
+    cmd = worker_command("tools.use.model_worker", "chat", request.model_dump_json())
+    try:
+        contained = start_contained(cmd, mounts, cwd=folder, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+    except BaseException:
+        scratch.cleanup()
+        raise
+    worker = ModelWorker(contained, scratch)
+    try:
+        worker.wait_ready()
+    except BaseException:
+        worker.close()
+        raise
+    return worker
