@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.stand_ins import PaidGpuStandIn
+from tests.stand_ins import PaidGpuStandIn, listen
 from tools.run.backend import register, unregister
 
 SECRET_VARS = (
@@ -46,6 +46,14 @@ def isolated_state(tmp_path, monkeypatch, preflight_cache):
     for var in SECRET_VARS + POLICY_VARS:
         monkeypatch.delenv(var, raising=False)
     yield
+
+
+@pytest.fixture
+def listener():
+    """A socket on 127.0.0.1 that counts who connects: what a sandboxed process must never reach."""
+    sock = listen()
+    yield sock
+    sock.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tools.job.attempt import run_job
 from tools.job.pipeline import run_pipeline
 from tools.job.planning import estimate_job, set_spec
 from tools.job.state import new_job
-from tools.run.backend import Backend, LocalBackend, ModalBackend, NoBackend, choose_backend, register, unregister
+from tools.run.backend import Backend, LocalBackend, ModalBackend, NoBackend, choose_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,14 +33,6 @@ def _spec(**fields) -> TrainingSpec:
         "target_gpu": "a10g",
     }
     return parse_spec(values | fields)
-
-
-@pytest.fixture
-def stand_in():
-    backend = PaidGpuStandIn()
-    register(backend)
-    yield backend
-    unregister(backend.name)
 
 
 def test_both_backends_satisfy_the_interface() -> None:
@@ -88,7 +80,7 @@ def test_the_cpu_offer_is_its_own_spec_estimate_approval_and_report(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_a_third_backend_is_one_class_and_the_job_steps_run_it_unchanged(stand_in: PaidGpuStandIn) -> None:
+def test_a_third_backend_is_one_class_and_the_job_steps_run_it_unchanged(gpu_cloud: PaidGpuStandIn) -> None:
     asked = []
     spec = _spec()
     job = run_pipeline(
@@ -98,7 +90,7 @@ def test_a_third_backend_is_one_class_and_the_job_steps_run_it_unchanged(stand_i
     est = job.estimate
     assert est.placement.backend == "stand-in" and est.cost_breakdown.gpu == "a10g"
     assert est.estimated_cost_usd == pytest.approx(est.cost_breakdown.estimated_seconds * price)
-    assert len(asked) == 1 and stand_in.runs == [spec.spec_hash()]
+    assert len(asked) == 1 and gpu_cloud.runs == [spec.spec_hash()]
     attempt = job.attempts[-1]
     assert (attempt.executor, attempt.gpu, attempt.status) == ("stand-in", "a10g", "succeeded")
     started = next(e for e in job.folder.events() if e.phase == "train" and e.status == "started")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stand_ins import attack_log, hostile_model, listen
+from tests.stand_ins import attack_log, hostile_model
 from tools.core.isolation import Isolation
 from tools.core.spec import BudgetPolicy, TrainingSpec, parse_spec
 from tools.job.pipeline import run_pipeline
@@ -22,13 +22,6 @@ from tools.run.render import RenderedScript
 from tools.run.sandbox import IsolationRefused, local_isolation, runtime_paths
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def listener():
-    sock = listen()
-    yield sock
-    sock.close()
 
 
 @pytest.fixture

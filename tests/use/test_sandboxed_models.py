@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tests.stand_ins import Hostile, Listener, attack_log, hostile_model, listen
+from tests.stand_ins import Hostile, Listener, attack_log, hostile_model
 from tools.core.errors import AegisError
 from tools.core.isolation import Isolation
 from tools.evals.model_evals import run_evals
@@ -32,13 +32,6 @@ pytestmark = pytest.mark.slow  # the session's trained run, and a worker that lo
 
 QUICK = {"leak_probe": False, "n_generations": 1, "max_new_tokens": 4, "max_heldout_rows": 2}
 QUESTION = "My printer on floor 3 is offline. What should I do?"
-
-
-@pytest.fixture
-def listener():
-    sock = listen()
-    yield sock
-    sock.close()
 
 
 @pytest.fixture
