@@ -151,8 +151,9 @@ def test_a_scenario_from_another_folder_runs_and_writes_the_scorecard(tmp_path, 
         folder,
         name="refused-here",
         description="Over the hard limit: refused, nothing runs.",
-        turns=["Full fine-tune meta-llama/Llama-2-7b-hf on data/sample.jsonl for 3 epochs on h100"],
+        turns=["Full fine-tune meta-llama/Llama-2-7b-hf on data/sample.jsonl for 3 epochs on cpu"],
         policy={"max_budget_usd": 0.01, "soft_threshold_usd": 0.0},
+        local_price_usd_per_hour=3.6,
         expect={"gate": "refused", "status": "refused", "must_not_call": ["run_local"], "answer_contains": ["$0.01"]},
     )
     out = tmp_path / "out"
