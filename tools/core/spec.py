@@ -23,17 +23,19 @@ from tools.core.files import read_mapping
 from tools.core.isolation import Isolation, Placement
 from tools.core.settings import settings
 from tools.core.status import AttemptStatus, EventStatus, FailureClass
+from tools.recipe.config import SPEC_FIELDS, DatasetFormat, LrScheduler, Method, OptimizerName, Sharding
 
-Method = Literal["full_finetune", "lora", "qlora"]
-DatasetFormat = Literal["auto", "text", "prompt_completion", "instruction", "messages"]
 # bf16_pure: weights, gradients and optimizer states in bf16, no fp32 master copy (half the memory of mixed
 # precision for a full fine-tune, at some cost in update precision).
 Precision = Literal["auto", "bf16", "fp16", "fp32", "bf16_pure"]
-# fsdp: with several GPUs, each holds a shard of the weights, gradients and optimizer states (full shard).
-Sharding = Literal["none", "fsdp"]
-# adamw: fp32 moments (8 bytes per trainable weight); the 8-bit ones (bitsandbytes, CUDA) keep 2; paged also
-# moves them to host memory under pressure.
-OptimizerName = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
+
+
+def _shared(name: str, **extra: Any) -> Any:
+    """The Field of a spec field the script reads too: default and bounds from the recipe's one table."""
+    rule = SPEC_FIELDS[name]
+    return Field(
+        default=rule.default, ge=rule.ge, gt=rule.gt, le=rule.le, lt=rule.lt, max_length=rule.max_length, **extra
+    )
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -51,45 +53,46 @@ class TrainingSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    method: Method = "lora"
+    # The fields the training script reads take their default and bounds from tools/recipe/config.py (_shared).
+    method: Method = _shared("method")
     model_name: str = Field(min_length=1, max_length=300)
     dataset_path: str = Field(min_length=1, max_length=1000)
-    dataset_format: DatasetFormat = "auto"
+    dataset_format: DatasetFormat = _shared("dataset_format")
     eval_dataset_path: str | None = Field(default=None, max_length=1000)
-    num_epochs: int = Field(default=3, ge=1, le=100)
-    max_steps: int | None = Field(default=None, ge=1, le=10**8, description="Stop after this many optimizer steps.")
-    micro_batch_size: int = Field(default=4, ge=1, le=1024)
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
-    learning_rate: float = Field(default=5e-5, gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_steps: int = Field(default=0, ge=0, le=10**8)
-    weight_decay: float = Field(default=0.0, ge=0, le=1)
-    seq_len: int = Field(default=512, ge=16, le=131072)
+    num_epochs: int = _shared("num_epochs")
+    max_steps: int | None = _shared("max_steps", description="Stop after this many optimizer steps.")
+    micro_batch_size: int = _shared("micro_batch_size")
+    gradient_accumulation_steps: int = _shared("gradient_accumulation_steps")
+    learning_rate: float = _shared("learning_rate")
+    lr_scheduler: LrScheduler = _shared("lr_scheduler")
+    warmup_steps: int = _shared("warmup_steps")
+    weight_decay: float = _shared("weight_decay")
+    seq_len: int = _shared("seq_len")
     target_gpu: str = "a10g"
     num_gpus: int = Field(default=1, ge=1, le=8)
-    lora_r: int = Field(default=16, ge=1, le=1024)
-    lora_alpha: int = Field(default=32, ge=1, le=4096)
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    lora_target_modules: list[str] | None = Field(
-        default=None, max_length=64, description="None: the attention projections of the model's architecture."
+    lora_r: int = _shared("lora_r")
+    lora_alpha: int = _shared("lora_alpha")
+    lora_dropout: float = _shared("lora_dropout")
+    lora_target_modules: list[str] | None = _shared(
+        "lora_target_modules", description="None: the attention projections of the model's architecture."
     )
-    eval_split: float = Field(default=0.1, ge=0, le=0.5)
-    seed: int = Field(default=42, ge=0, le=2**32 - 1)
-    gradient_checkpointing: bool = False
-    packing: bool = True
+    eval_split: float = _shared("eval_split")
+    seed: int = _shared("seed")
+    gradient_checkpointing: bool = _shared("gradient_checkpointing")
+    packing: bool = _shared("packing")
     precision: Precision = "auto"
-    sharding: Sharding = Field(
-        default="none", description="Default: fsdp for a full fine-tune on several GPUs, where a replica rarely fits."
+    sharding: Sharding = _shared(
+        "sharding", description="Default: fsdp for a full fine-tune on several GPUs, where a replica rarely fits."
     )
-    optimizer: OptimizerName = "adamw"
-    trust_remote_code: bool = False
+    optimizer: OptimizerName = _shared("optimizer")
+    trust_remote_code: bool = _shared("trust_remote_code")
 
     @model_validator(mode="before")
     @classmethod
     def _default_sharding(cls, data: Any) -> Any:
         """A full fine-tune on several GPUs shards unless told not to: 16 bytes a weight on every GPU rarely fits."""
         if isinstance(data, dict) and "sharding" not in data:
-            gpus, method = data.get("num_gpus", 1), data.get("method", "lora")
+            gpus, method = data.get("num_gpus", 1), data.get("method", SPEC_FIELDS["method"].default)
             if method == "full_finetune" and isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 1:
                 return {**data, "sharding": "fsdp"}
         return data

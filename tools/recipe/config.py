@@ -3,56 +3,154 @@
 The host writes config.json from a validated TrainingSpec; this reader checks it again because the
 script must stand alone (a hand-edited config, a copy run elsewhere) and because pre-flight imports
 this very function to ask "will the script accept its config?" without running the script.
+
+The enums, defaults and bounds of the spec fields the script reads are written once, here: the host's
+TrainingSpec (tools/core/spec.py) declares those fields from SPEC_FIELDS, so the two cannot disagree.
+They live on this side because the script is self-contained and may import nothing from the host.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from tools.recipe.exits import EXIT_CONFIG, RecipeFailure
-from tools.recipe.formatting import FORMATS
 from tools.recipe.precision import PRECISIONS
 
-METHODS = ("full_finetune", "lora", "qlora")
+Method = Literal["full_finetune", "lora", "qlora"]
+# auto: detected from the first records; the others are tools/recipe/formatting.py's FORMATS.
+DatasetFormat = Literal["auto", "text", "prompt_completion", "instruction", "messages"]
+LrScheduler = Literal["linear", "cosine", "constant"]
+# fsdp: with several GPUs, each holds a shard of the weights, gradients and optimizer states (torch FSDP, full shard).
+Sharding = Literal["none", "fsdp"]
+# adamw: fp32 moments (8 bytes per trainable weight); the 8-bit ones (bitsandbytes, CUDA) keep 2, block-wise
+# quantized; paged also moves them to host memory under pressure.
+OptimizerName = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 DEVICES = ("cpu", "cuda")
-LR_SCHEDULERS = ("linear", "cosine", "constant")
-# fsdp: each GPU holds a shard of the weights, gradients and optimizer states (torch FSDP, full shard).
-SHARDINGS = ("none", "fsdp")
-# The 8-bit AdamW of bitsandbytes (block-wise quantized moments), and its paged variant (states spill to host).
-OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 REQUIRED_KEYS = ("spec", "model_path", "dataset_path", "output_dir", "metrics_path", "device", "precision")
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What one spec field may hold: its type, its default, its choices or bounds (pydantic's ge/gt/le/lt).
+
+    A default of None means null is allowed. The host's pydantic Field takes these values as they are.
+    """
+
+    kind: type
+    default: Any
+    choices: tuple[str, ...] = ()
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    max_length: int | None = None
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.default is None
+        if self.choices:
+            return value in self.choices
+        if self.kind is bool or isinstance(value, bool):
+            return self.kind is bool and isinstance(value, bool)
+        if self.kind is list:
+            names = value if isinstance(value, list) else []
+            fits = self.max_length is None or len(names) <= self.max_length
+            return bool(names) and fits and all(isinstance(name, str) and name for name in names)
+        if not isinstance(value, int if self.kind is int else int | float) or not math.isfinite(value):
+            return False
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+
+    def wanted(self) -> str:
+        """The rule in words, for the problem list: "spec.seq_len must be a positive integer from 16 to 131072"."""
+        if self.choices:
+            words = f"one of {self.choices}"
+        elif self.kind is bool:
+            words = "true or false"
+        elif self.kind is list:
+            words = f"a list of 1 to {self.max_length} names" if self.max_length else "a non-empty list of names"
+        else:
+            words = self._number_words()
+        return f"null or {words}" if self.default is None else words
+
+    def _number_words(self) -> str:
+        noun, low, high = ("an integer" if self.kind is int else "a finite number"), "", ""
+        if self.kind is int and self.ge is not None and self.ge >= 0:
+            noun = "a positive integer" if self.ge >= 1 else "a non-negative integer"
+            low = f" from {self.ge}" if self.ge > 1 else ""
+        elif self.ge is not None:
+            low = f" from {self.ge}"
+        elif self.gt is not None:
+            low = f" above {self.gt}"
+        if self.le is not None:
+            high = f" to {self.le}" if low else f" up to {self.le}"
+        elif self.lt is not None:
+            high = f" to below {self.lt}" if low else f" below {self.lt}"
+        return noun + low + high
+
+
+# The spec fields the script reads (the spec object, and max_steps at the top level), one rule each.
+# Change a default or a bound here and the host's TrainingSpec changes with it.
+SPEC_FIELDS: dict[str, FieldRule] = {
+    "method": FieldRule(str, "lora", choices=get_args(Method)),
+    "dataset_format": FieldRule(str, "auto", choices=get_args(DatasetFormat)),
+    "num_epochs": FieldRule(int, 3, ge=1, le=100),
+    "max_steps": FieldRule(int, None, ge=1, le=10**8),
+    "micro_batch_size": FieldRule(int, 4, ge=1, le=1024),
+    "gradient_accumulation_steps": FieldRule(int, 1, ge=1, le=1024),
+    "learning_rate": FieldRule(float, 5e-5, gt=0),
+    "lr_scheduler": FieldRule(str, "linear", choices=get_args(LrScheduler)),
+    "warmup_steps": FieldRule(int, 0, ge=0, le=10**8),
+    "weight_decay": FieldRule(float, 0.0, ge=0, le=1),
+    "seq_len": FieldRule(int, 512, ge=16, le=131072),
+    # LoRA rank: higher trains more weights (more accuracy, more memory); alpha scales the update (alpha / r).
+    "lora_r": FieldRule(int, 16, ge=1, le=1024),
+    "lora_alpha": FieldRule(int, 32, ge=1, le=4096),
+    "lora_dropout": FieldRule(float, 0.05, ge=0, lt=1),
+    "lora_target_modules": FieldRule(list, None, max_length=64),
+    "eval_split": FieldRule(float, 0.1, ge=0, le=0.5),
+    "seed": FieldRule(int, 42, ge=0, le=2**32 - 1),
+    "gradient_checkpointing": FieldRule(bool, False),
+    "packing": FieldRule(bool, True),
+    "sharding": FieldRule(str, "none", choices=get_args(Sharding)),
+    "optimizer": FieldRule(str, "adamw", choices=get_args(OptimizerName)),
+    "trust_remote_code": FieldRule(bool, False),
+}
 
 
 @dataclass(frozen=True)
 class RecipeSpec:
     """The spec fields the program reads; the host's TrainingSpec has more (target GPU, model name) to price a run."""
 
-    method: str
+    method: Method
     micro_batch_size: int
     gradient_accumulation_steps: int
     seq_len: int
     num_epochs: int
     learning_rate: float
-    seed: int = 42
-    eval_split: float = 0.1
-    dataset_format: str = "auto"
-    packing: bool = True
-    gradient_checkpointing: bool = False
-    trust_remote_code: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = None
-    lr_scheduler: str = "linear"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    sharding: str = "none"
-    optimizer: str = "adamw"
+    seed: int
+    eval_split: float
+    dataset_format: DatasetFormat
+    packing: bool
+    gradient_checkpointing: bool
+    trust_remote_code: bool
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: list[str] | None
+    lr_scheduler: LrScheduler
+    warmup_steps: int
+    weight_decay: float
+    sharding: Sharding
+    optimizer: OptimizerName
 
 
 @dataclass(frozen=True)
@@ -76,58 +174,15 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _non_negative_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _positive_finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def _number_in(low: float, high: float) -> Callable[[Any], bool]:
-    """A finite number in [low, high)."""
-    return lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and low <= v < high
-
-
-def _module_names(value: Any) -> bool:
-    return value is None or (isinstance(value, list) and bool(value) and all(isinstance(n, str) and n for n in value))
-
-
-# What each spec field must hold, worded for the problem list ("spec.<field> must be ...").
-_SPEC_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "method": (lambda v: v in METHODS, f"one of {METHODS}"),
-    "micro_batch_size": (_positive_int, "a positive integer"),
-    "gradient_accumulation_steps": (_positive_int, "a positive integer"),
-    "seq_len": (_positive_int, "a positive integer"),
-    "num_epochs": (_positive_int, "a positive integer"),
-    "learning_rate": (_positive_finite, "a positive finite number"),
-    "seed": (_non_negative_int, "a non-negative integer"),
-    "eval_split": (_number_in(0.0, 1.0), "a number from 0 to below 1"),
-    "dataset_format": (lambda v: v == "auto" or v in FORMATS, f"'auto' or one of {FORMATS}"),
-    "packing": (lambda v: isinstance(v, bool), "true or false"),
-    "gradient_checkpointing": (lambda v: isinstance(v, bool), "true or false"),
-    "trust_remote_code": (lambda v: isinstance(v, bool), "true or false"),
-    "lora_r": (_positive_int, "a positive integer"),
-    "lora_alpha": (_positive_int, "a positive integer"),
-    "lora_dropout": (_number_in(0.0, 1.0), "a number from 0 to below 1"),
-    "lora_target_modules": (_module_names, "null or a non-empty list of module names"),
-    "lr_scheduler": (lambda v: v in LR_SCHEDULERS, f"one of {LR_SCHEDULERS}"),
-    "warmup_steps": (_non_negative_int, "a non-negative integer"),
-    "weight_decay": (_number_in(0.0, math.inf), "a non-negative finite number"),
-    "sharding": (lambda v: v in SHARDINGS, f"one of {SHARDINGS}"),
-    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-}
-
-
 def _parse_spec(raw: Any, problems: list[str]) -> dict[str, Any]:
     """The spec's values (a field left out takes its default), each checked against its rule."""
     spec = raw if isinstance(raw, dict) else {}
     values: dict[str, Any] = {}
     for field in fields(RecipeSpec):
-        value = spec.get(field.name, None if field.default is MISSING else field.default)
-        check, wanted = _SPEC_RULES[field.name]
-        if not check(value):
-            problems.append(f"spec.{field.name} must be {wanted}")
+        rule = SPEC_FIELDS[field.name]
+        value = spec.get(field.name, rule.default)
+        if not rule.accepts(value):
+            problems.append(f"spec.{field.name} must be {rule.wanted()}")
         values[field.name] = value
     return values
 
@@ -141,10 +196,10 @@ def _top_level_problems(cfg: dict[str, Any]) -> list[str]:
         problems.append(f"precision must be one of {PRECISIONS}")
     if cfg.get("device") not in DEVICES:
         problems.append("device must be 'cpu' or 'cuda'")
-    for key in ("max_steps", "checkpoint_every"):
-        value = cfg.get(key)
-        if value is not None and not _positive_int(value):
-            problems.append(f"{key} must be a positive integer or null")
+    if not SPEC_FIELDS["max_steps"].accepts(cfg.get("max_steps")):
+        problems.append(f"max_steps must be {SPEC_FIELDS['max_steps'].wanted()}")
+    if cfg.get("checkpoint_every") is not None and not _positive_int(cfg["checkpoint_every"]):
+        problems.append("checkpoint_every must be a positive integer or null")
     if "spec" in cfg and not isinstance(cfg["spec"], dict):
         problems.append("spec must be a JSON object")
     if cfg.get("eval_dataset_path") is not None and not isinstance(cfg["eval_dataset_path"], str):
