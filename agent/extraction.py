@@ -21,6 +21,7 @@ from langgraph.errors import GraphBubbleUp
 from pydantic import ValidationError
 
 from agent.intake import SpecRequest, parse_request
+from agent.models import ModelTimeout
 from agent.results import ToolName
 from tools.core.spec import format_validation_error
 
@@ -128,32 +129,70 @@ def next_message(
 ) -> AIMessage:
     """The loop's next message: the model's, retried with its problem shown; else the offline planner's, said so.
 
-    Once the offline planner took over in a turn it plans the rest of that turn.
+    A model that answers in words while the standard plan still has a step to take (the job has not ended, is
+    not waiting at the gate, and the turn was more than a question) stopped before the job was done: it is
+    reminded of that step, as many times as any unusable answer is retried. A call that timed out is not sent
+    again. Once the offline planner took over in a turn it plans the rest of that turn.
     """
     if any(isinstance(m, AIMessage) and m.additional_kwargs.get(FALLBACK) for m in current_turn(messages)):
         return _marked(fallback.invoke(messages), "")
+    plan: Any = None  # the standard plan's next message, asked for only when the model's answer is not a tool call
     extra: list[BaseMessage] = []
-    problem = ""
+    problem, step, stalls = "", None, 0
     for _ in range(MAX_TRIES):
         try:
             response = with_tools.invoke([SystemMessage(prompt), *messages, *extra])
             problem_or_none = tool_call_problem(response, tools)
         except GraphBubbleUp:
             raise
+        except ModelTimeout as exc:  # as slow again if asked again
+            said = str(exc)
+            return _marked(fallback.invoke(messages), f"{said[:1].upper()}{said[1:]}; {_CARRY_ON}")
         except Exception as exc:  # the endpoint failed or its answer could not be parsed
             response, problem_or_none = None, _one_line(exc)
-        if problem_or_none is None:
+        if problem_or_none is None and response.tool_calls:
             return response
-        problem = problem_or_none
-        hint = (
-            f"That answer could not be used: {problem}. Call one of the tools with JSON arguments, or answer in words."
-        )
+        if problem_or_none is None:
+            plan = plan or fallback.invoke(messages)
+            step = _next_step(plan)
+            if step is None:  # the job is done, or waits for the person: words are the right answer
+                return response
+            stalls += 1
+            hint = (
+                f"The job is not done: its next step is the tool {step}. Call {step} now, as a tool call; answer "
+                "in words only once the job has ended or waits for the person's approval."
+            )
+        else:
+            problem, step = problem_or_none, None
+            hint = (
+                f"That answer could not be used: {problem}. Call one of the tools with JSON arguments, or answer in "
+                "words."
+            )
         extra = [AIMessage(_text_of(response) or "(no answer)"), HumanMessage(hint)]
-    note = (
+    return _marked(plan or fallback.invoke(messages), _takeover_note(step, stalls - 1, problem))
+
+
+_CARRY_ON = "Aegis finishes the standard steps itself."
+
+
+def _takeover_note(step: str | None, reminders: int, problem: str) -> str:
+    """Why the offline planner took over: the model's last answer was words before the job was done, or unusable."""
+    if step is not None:
+        times = f"{reminders} time{'' if reminders == 1 else 's'}"
+        return (
+            f"The model stopped answering with tool calls before the job was done (reminded {times} of the next "
+            f"step, {step}); {_CARRY_ON}"
+        )
+    return (
         f"The model could not call the tools properly after {MAX_TRIES} tries (last: {problem}); "
         "the built-in planner carries on with the standard plan."
     )
-    return _marked(fallback.invoke(messages), note)
+
+
+def _next_step(message: Any) -> str | None:
+    """The tool the standard plan calls next; None when its next message is words (nothing left to do)."""
+    calls = getattr(message, "tool_calls", None) or []
+    return str(calls[0]["name"]) if calls else None
 
 
 def _marked(message: Any, note: str) -> AIMessage:

@@ -1,6 +1,6 @@
 """The LangGraph agent: intake (structured output) → ReAct loop over the guarded tools → report.
 
-Nothing here decides money or retries; the tools do. The graph only routes.
+Nothing here decides money or retries; the tools and the job steps do (``tools.job``). The graph only routes.
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer, Send
 
 from agent.extraction import extract_request, next_message
-from agent.intake import SpecRequest, build_spec, merge_request, not_understood_question, said, sources_text
-from agent.offline_model import SPEC_PARSED, OfflinePlanner
+from agent.intake import (
+    SpecRequest,
+    build_spec,
+    merge_request,
+    not_understood_question,
+    out_of_range,
+    said,
+    sentence,
+    sources_text,
+)
+from agent.offline_model import ESTIMATE_ONLY, SPEC_PARSED, OfflinePlanner
 from agent.state import AgentState
 from agent.tools import TOOLS
 from tools.core.errors import AegisError
@@ -27,9 +36,7 @@ from tools.core.spec import BudgetPolicy
 from tools.core.stop import stop_requested
 from tools.job.planning import set_spec
 from tools.job.reporting import report_job
-from tools.job.state import TERMINAL, JobState, new_job
-from tools.policy.records import Lifecycle
-from tools.policy.store import SpendStore
+from tools.job.state import TERMINAL, JobState, job_for_request
 from tools.run.backend import AUTO
 
 STOPPED = "Stopped on request: nothing more will be started. The report says what ran and what it cost."
@@ -77,33 +84,56 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None) -> A
 def read_request(state: AgentState, request: SpecRequest, note: str | None = None) -> dict[str, Any]:
     """The intake's update: the merged draft, and the job with its spec set, or a question back in plain words.
 
-    Anything the request did not understand is asked about first: no spec is built on a guess.
+    Anything the request did not understand is asked about first, and a number below its field's floor is refused
+    naming the field: no spec is built on a guess. "Just the estimate" is the thread's intent until a turn says to
+    go ahead: the planner stops after the estimate, and request_approval refuses meanwhile.
     """
+    refused = out_of_range(request)
+    request = request.model_copy(update=dict.fromkeys(refused))  # a refused value is not kept for later turns
     draft = merge_request(state.get("spec_draft") or {}, request)
-    if request.not_understood:
-        return {"spec_draft": draft, "messages": [AIMessage(_with_note(note, not_understood_question(request, draft)))]}
-    if not said(request) and state.get("job"):
+    estimate_only = bool(state.get("estimate_only")) if request.estimate_only is None else request.estimate_only
+    intent = {"spec_draft": draft, "estimate_only": estimate_only}
+    if refused or request.not_understood:
+        parts = []
+        if refused:
+            lines = "; ".join(refused.values())
+            parts.append(
+                f"I can't use that: {lines}. Nothing was estimated or started; say it again with a value that fits."
+            )
+        if request.not_understood:
+            parts.append(not_understood_question(request, draft))
+        return {**intent, "messages": [AIMessage(_with_note(note, "\n\n".join(parts)))]}
+    # "how much would it cost?" re-prices the job as it is, and "go ahead" after an estimate asks for its approval.
+    changed_intent = request.estimate_only is not None and (request.estimate_only or bool(state.get("estimate_only")))
+    if not said(request) and not changed_intent and state.get("job"):
         return {"messages": [AIMessage(note, additional_kwargs={NOTE: True})]} if note else {}
     spec, problem = build_spec(draft)
     if spec is None:
-        return {"spec_draft": draft, "messages": [AIMessage(_with_note(note, problem or "Please describe the job."))]}
+        return {**intent, "messages": [AIMessage(_with_note(note, problem or "Please describe the job."))]}
     try:
         resolve_dataset_path(spec.dataset_path)
         if spec.eval_dataset_path:
             resolve_dataset_path(spec.eval_dataset_path)
     except AegisError as exc:
-        return {"spec_draft": draft, "messages": [AIMessage(f"I can't use that data: {exc}.")]}
+        return {**intent, "messages": [AIMessage(sentence(f"I can't use that data: {exc}"))]}
     job = set_spec(_job_for(state, draft), spec, source="request")
     shown = spec.model_dump(mode="json", exclude_defaults=False)
     budget = ""
     if draft.get("max_budget_usd") is not None:
         budget = f"\nBudget for this run: hard limit {usd(job.policy.max_budget_usd)} (a request can only lower it)."
+    only = ""
+    if estimate_only:
+        only = (
+            "\nYou asked only for an estimate: I price it and neither run anything nor ask for approval "
+            '(say "go ahead" to have it run).'
+        )
     text = (
         f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```"
-        f"\n{sources_text(spec, draft)}{budget}"
+        f"\n{sources_text(spec, draft)}{budget}{only}"
     )
-    message = AIMessage(_with_note(note, text), additional_kwargs={SPEC_PARSED: True})
-    return {"spec_draft": draft, "job": job.model_dump(mode="json"), "messages": [message]}
+    marks = {SPEC_PARSED: True, ESTIMATE_ONLY: True} if estimate_only else {SPEC_PARSED: True}
+    message = AIMessage(_with_note(note, text), additional_kwargs=marks)
+    return {**intent, "job": job.model_dump(mode="json"), "messages": [message]}
 
 
 def _with_note(note: str | None, text: str) -> str:
@@ -156,24 +186,14 @@ def unanswered_calls(state: AgentState) -> list[ToolCall]:
 
 
 def _job_for(state: AgentState, draft: dict[str, Any]) -> JobState:
-    """Reuse the thread's job while nothing has run and it is open; otherwise open a new job in the same thread.
-
-    The new job's gate counts everything spent and held in the thread: money is the thread's, not the job's.
-    """
-    policy = BudgetPolicy.model_validate(state.get("policy") or {}).tightened(draft.get("max_budget_usd"))
+    """The thread's job for this request (``tools.job.state.job_for_request`` decides reuse and money)."""
     raw = state.get("job")
-    store = SpendStore()
-    if raw:
-        job = JobState.model_validate(raw)
-        if not job.attempts and job.status not in TERMINAL and store.job(job.run_id).lifecycle is Lifecycle.OPEN:
-            return job.model_copy(update={"policy": store.tighten(job.run_id, policy).policy})
-    thread = state.get("thread_id") or None
-    run_id = thread if thread and not raw else None
-    return new_job(
-        policy,
+    return job_for_request(
+        JobState.model_validate(raw) if raw else None,
+        BudgetPolicy.model_validate(state.get("policy") or {}),
+        asked_budget_usd=draft.get("max_budget_usd"),
+        thread_id=state.get("thread_id") or None,
         max_retries=state.get("max_retries", 3),
         backend=state.get("backend", AUTO),
-        run_id=run_id,
-        thread_id=thread,
         local_memory_limit_mb=state.get("local_memory_limit_mb"),
     )

@@ -36,6 +36,10 @@ from tools.plan.remediation import REMEDIATE_ON
 from tools.run.backend import LOCAL
 
 SPEC_PARSED = "aegis_spec_parsed"
+ESTIMATE_ONLY = "aegis_estimate_only"  # on the intake's message: this turn prices the job and asks nothing
+ESTIMATE_ONLY_LINE = (
+    'Estimate only, as you asked: nothing was run and no approval was asked for. Say "go ahead" to have it run.'
+)
 MAX_TOOL_CALLS = 30
 
 
@@ -83,9 +87,10 @@ class OfflinePlanner(BaseChatModel):
         results = _tool_results(turn)
         if len(results) >= MAX_TOOL_CALLS:
             return AIMessage("I stopped after too many steps; see the report for what happened.")
-        name = self._next_tool(results)
+        estimate_only = any(m.additional_kwargs.get(ESTIMATE_ONLY) for m in turn)
+        name = self._next_tool(results, estimate_only=estimate_only)
         if name is None:
-            return AIMessage(_summary(results))
+            return AIMessage(_summary(results, estimate_only=estimate_only))
         call_id = f"call_{len(results) + 1}_{name.value}"
         args: dict[str, Any] = {}
         if not results and (steps := parse_request(_last_human_text(messages)).probe_steps):
@@ -94,13 +99,14 @@ class OfflinePlanner(BaseChatModel):
             content="", tool_calls=[{"name": name.value, "args": args, "id": call_id, "type": "tool_call"}]
         )
 
-    def _next_tool(self, results: list[ToolResult]) -> ToolName | None:
+    def _next_tool(self, results: list[ToolResult], *, estimate_only: bool = False) -> ToolName | None:
+        """The standard plan's next step; a turn that asked only for the price ends with its estimate."""
         run_tool = _run_tool(results)
         if not results:
             return ToolName.ESTIMATE_COST
         last = results[-1]
         if isinstance(last, EstimateResult):
-            return ToolName.REQUEST_APPROVAL if last.ok else None
+            return ToolName.REQUEST_APPROVAL if last.ok and not estimate_only else None
         if isinstance(last, ApprovalResult):
             if last.status == ResultStatus.APPROVED:
                 return run_tool
@@ -212,9 +218,11 @@ def _line(r: ToolResult) -> str | None:
     return None if r.ok else f"{r.tool} refused: {r.message}"
 
 
-def _summary(results: list[ToolResult]) -> str:
+def _summary(results: list[ToolResult], *, estimate_only: bool = False) -> str:
     """A plain account built only from the numbers the tools returned."""
     lines = [line for line in map(_line, results) if line]
+    if estimate_only:
+        lines.append(ESTIMATE_ONLY_LINE)
     report = next((r.report_path for r in reversed(results) if r.report_path), None)
     if report:
         lines.append(f"Report: {report}")

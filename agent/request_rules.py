@@ -9,10 +9,10 @@ instead of taking a default. Plain English filler ("please", "with", "the") chan
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
-from tools.core.catalog import gpu_names
+from agent.gpu_words import read_gpu
+from agent.request_reading import INT, NUM, NUMBER_WORDS, SIGN, Reading, number, whole
 from tools.job.probing import PROBE_ATTEMPT_STEPS
 
 MODEL_ALIASES = {
@@ -31,8 +31,6 @@ MODEL_ALIASES = {
     "gpt2": "gpt2",
     "gpt-2": "gpt2",
 }
-NUM = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"
-NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
 _SUFFIX = r"\.(?:jsonl|json|csv|parquet)\b"
 _FILE = rf"(?:\.{{0,2}}/|~/)?(?:[\w.\-]+/)*[\w.\-]+{_SUFFIX}"
 _FOLDER = r"(?<![\w/.:-])(?:\.{0,2}/|~/|/)?(?:[\w.\-]+/)+(?![\w.\-])"
@@ -40,13 +38,6 @@ _ABSOLUTE = r"(?<!\S)(?:\.\./|/)[\w./\-]+"
 _HUB_DATA = r"\bhf:[\w.\-]+(?:/[\w.\-]+)?"
 _OWNER_NAME = r"(?<![\w/:.\-])[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*(?![\w/])"
 _DATA_CONTEXT = r"(?:\bon|\bdata(?:set)?|\bfrom|\bwith|\bin|\busing)\s+(?:the\s+|my\s+)?(?:data(?:set)?\s+)?$"
-# Accelerators the catalog does not have, in the ways people name them.
-_HARDWARE = (
-    r"\b(?:tpu[\w.\-]*|v100\w*|p100\w*|p40|k80|a10(?!g)\w*|a30\w*|a40\w*|a[2-6]000\w*|a2\b|h800\w*|h20\b|gh200|"
-    r"b100|l40(?!s)\w*|rtx[\s\-]?\w+|gtx[\s\-]?\w+|quadro[\s\-]?\w+|titan[\s\-]?\w+|tesla[\s\-]?\w+|radeon[\s\-]?\w*|"
-    r"mi\d{2,3}\w*|instinct\w*|gaudi\w*|inferentia\w*|trainium\w*|(?:apple\s+)?m[1-4](?:\s+(?:pro|max|ultra))?\b|mps|"
-    r"apple silicon|npu|xpu|ipu|neuron\s*cores?)"
-)
 _MODEL_WORDS = (
     r"\b(?:llama|mistral|mixtral|qwen|gemma|phi|falcon|gpt|bert|roberta|t5|bloom|pythia|deepseek|smollm|olmo|"
     r"stablelm|starcoder|codellama|vicuna|baichuan|internlm|claude|granite|nemotron|zephyr|tinyllama|opt-)[\w.\-]*"
@@ -61,45 +52,6 @@ _FOREIGN = set(
     sul sulla epoche addestra addestrare dati modello uma treine treinar dados arquivo een
     voor tijdperken alstublieft""".split()
 )
-_CPU = r"\b(?:on|using)\s+(?:this|my|the|a|our)\s+(?:machine|laptop|computer|box|cpu|pc|desktop|workstation)\b|\blocally\b|\bon\s+(?:the\s+)?cpu\b"
-
-
-@dataclass
-class Reading:
-    """A request being read: the text, what was mapped to fields, which parts were read, what was not understood."""
-
-    text: str
-    low: str
-    out: dict[str, Any] = field(default_factory=dict)
-    used: list[tuple[int, int]] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-
-    def find(self, pattern: str) -> re.Match[str] | None:
-        """The first match of ``pattern`` in what is still unread; its span is marked read."""
-        match = re.search(pattern, self.rest(), re.I)
-        if match:
-            self.used.append(match.span())
-        return match
-
-    def find_all(self, pattern: str) -> list[re.Match[str]]:
-        matches = list(re.finditer(pattern, self.rest(), re.I))
-        self.used.extend(m.span() for m in matches)
-        return matches
-
-    def rest(self) -> str:
-        """The lower-cased text with every part already read blanked out (same length, so spans still line up)."""
-        chars = list(self.low)
-        for start, end in self.used:
-            chars[start:end] = " " * (end - start)
-        return "".join(chars)
-
-    def original(self, match: re.Match[str], group: int = 0) -> str:
-        """What the person wrote for a match (the text is matched lower-cased)."""
-        return self.text[match.start(group) : match.end(group)]
-
-    def not_understood(self, what: str) -> None:
-        if what not in self.unknown:
-            self.unknown.append(what)
 
 
 def read_request(text: str) -> tuple[dict[str, Any], list[str]]:
@@ -107,7 +59,7 @@ def read_request(text: str) -> tuple[dict[str, Any], list[str]]:
     clean = " ".join(text.split())
     lower = clean.lower()
     reading = Reading(clean, lower if len(lower) == len(clean) else clean)
-    for read in (_data, _model, _method, _gpu, _budget, _regime, _probe, _numbers, _levers, _leftovers):
+    for read in (_data, _model, _method, _intent, read_gpu, _budget, _regime, _probe, _numbers, _levers, _leftovers):
         read(reading)
     return reading.out, reading.unknown
 
@@ -161,70 +113,53 @@ def _method(r: Reading) -> None:
     r.find_all(r"\bq?lora\b|\bfine[\s\-]?tun\w*|\bfinetun\w*")  # the verb, said again, is understood too
 
 
-def _catalog_gpu(written: str) -> str:
-    """The catalog name of a GPU as a person wrote it ("RTX 4090", "A100 80GB", "A6000")."""
-    plain = re.sub(r"[\s\-]", "", written.lower())
-    spellings = {g.replace("-", ""): g for g in gpu_names()}
-    spellings |= {g.removeprefix("rtx-"): g for g in gpu_names() if g.startswith("rtx-a")}
-    return spellings.get(plain, plain)
-
-
-def _written(name: str) -> str:
-    """A pattern for a catalog GPU name as people write it: spaces or nothing for its hyphens, and the RTX A
-    cards also without "RTX"."""
-    pattern = re.escape(name).replace(r"\-", r"[\s\-]?")
-    return r"(?:rtx[\s\-]?)?" + pattern.removeprefix(r"rtx[\s\-]?") if name.startswith("rtx-a") else pattern
-
-
-def _gpu(r: Reading) -> None:
-    gpus = "|".join(_written(g) for g in sorted(gpu_names(), key=len, reverse=True)) + r"|a100"
-    if m := r.find(rf"\b(\d+)\s*(?:x|×)\s*({gpus})\b|\b(\d+)\s+({gpus})s?\b"):
-        count, gpu = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        r.out["num_gpus"], r.out["target_gpu"] = int(count), _catalog_gpu(gpu)
-    elif m := r.find(rf"(?<![\w\-])({gpus})(?![\w\-])"):
-        r.out["target_gpu"] = _catalog_gpu(m.group(1))
-    elif r.find(_CPU):
-        r.out["target_gpu"] = "cpu"
-    for m in r.find_all(rf"(?<![\w\-])({gpus})(?![\w\-])"):
-        r.not_understood(f"'{r.original(m)}': a second GPU (a job runs on one kind of GPU)")
-    if r.out.get("target_gpu") == "a100":
-        r.out["target_gpu"] = "a100-40gb"
-    for m in r.find_all(rf"(?:\b\d+\s*(?:x|×)?\s*)?{_HARDWARE}"):
-        r.not_understood(f"'{r.original(m)}': an accelerator the catalog does not have")
-    for m in r.find_all(r"\bon\s+(?:an?\s+|the\s+|\d+\s*x?\s*)?([a-z][\w.\-]*)\s+(?:gpus?|accelerators?|chips?)\b"):
-        if m.group(1).lower() not in (
-            "a",
-            "an",
-            "the",
-            "single",
-            "one",
-            "big",
-            "small",
-            "cheap",
-            "fast",
-            "nvidia",
-            "cloud",
-        ):
-            r.not_understood(f"'{r.original(m, 1)}': an accelerator the catalog does not have")
-    r.find_all(r"\b(?:nvidia\s+)?(?:gpus?|cuda)\b")
+def _intent(r: Reading) -> None:
+    """Whether the person wants only the price ("just the estimate", "how much would it cost to…", "price it but do
+    not train"), or, later, the run itself ("go ahead", "run it"): the intake keeps the flag until it is lifted."""
+    dont = r"(?:don['’]?t|do not|never)\s+(?:actually\s+)?"
+    only = (
+        r"\b(?:just|only)\s+(?:give\s+me\s+)?(?:an?\s+|the\s+)?(?:cost\s+|price\s+)?(?:estimate|quote|price)s?\b"
+        r"|\b(?:cost\s+)?estimate\s+only\b|\bonly\s+estimate\b|\bjust\s+estimate\b"
+        r"|\bhow\s+much\s+(?:would|will|does|might|could)\s+(?:it|that|this)\s+cost(?:\s+(?:me\s+)?to)?\b"
+        r"|\bwhat\s+(?:would|will)\s+(?:it|that|this)\s+cost(?:\s+to)?\b|\bprice\s+(?:it|this|that)(?:\s+out)?\b"
+        rf"|\b{dont}(?:run|train|start|launch)\w*(?:\s+(?:it|anything|a\s+thing|the\s+(?:job|run|training)))?\b"
+        r"|\bwithout\s+(?:running|training|starting)\s+(?:it|anything)\b|\bdry[\s\-]?run\b"
+    )
+    if r.find_all(only):
+        r.out["estimate_only"] = True
+    elif r.find(r"\bgo\s+ahead\b|\b(?:run|train|start|launch)\s+it\b|\bproceed\b|\bdo\s+it\b"):
+        r.out["estimate_only"] = False
 
 
 def _budget(r: Reading) -> None:
-    limit = r"(?:under|below|less than|at most|max(?:imum)?(?:[\s_]?budget(?:_usd)?)?|budget(?: of)?|cap(?: it)? at|no more than|spend)"
+    """A hard limit for this run, in the ways people say one: "under $3", "don't spend more than $3", "keep it below
+    2 dollars", "max $5", "budget of $4", "at most 3 USD", "cap it at $1.50", "a $2 budget"."""
+    money = rf"(?:\$\s*{NUM}|{NUM}\s*(?:usd|dollars?|bucks)\b|{NUM}\s*\$)"
+    bare = rf"{NUM}(?=\s*[,.;]|\s*$)"  # "under 3." after a word that can only mean money
+    neg = r"(?:don['’]?t|do\s+not|never|not|shouldn['’]?t|must\s+not|mustn['’]?t|won['’]?t)"
+    limit = (
+        r"(?:under|below|less than|at most|no more than|max(?:imum)?(?:[\s_]?budget(?:_usd)?)?|budget(?: of)?"
+        r"|cap(?:ped)?(?: it| this| the (?:cost|spend|bill))?(?: at)?|spend)"
+    )
+    money_only = (
+        rf"(?:{neg}\s+(?:(?:spend|pay|go|cost|run|be)\s+)?(?:more than|over|above|beyond|exceed(?:ing)?)"
+        r"|lower than|up to|within|(?:budget|limit|cap)(?: is| at| of)?|limit it to)"
+    )
+    after = r"\s*(?:budget|max(?:imum)?|limit|cap|tops|or less|at (?:the )?most)\b"
     amounts = r.find_all(
-        rf"{limit}\s*(?:to|=|:|of)?\s*(?:\$\s*{NUM}|{NUM}\s*(?:usd|dollars?)\b|{NUM}(?=\s*[,.;]|\s*$))"
+        rf"{limit}\s*(?:to|=|:|of)?\s*(?:{money}|{bare})|{money_only}\s*(?:=|:)?\s*{money}|{money}{after}"
     )
     if amounts:  # the tightest: a request can only lower the limit, so a higher amount changes nothing anyway
-        r.out["max_budget_usd"] = min(float(next(g for g in m.groups() if g)) for m in amounts)
-    for m in r.find_all(rf"\$\s*{NUM}|{NUM}\s*(?:usd|dollars?)\b"):
+        r.out["max_budget_usd"] = min(number(next(g for g in m.groups() if g)) for m in amounts)
+    for m in r.find_all(money):
         r.not_understood(f"'{r.original(m)}': an amount whose purpose I could not tell (a budget is 'under $X')")
 
 
 def _probe(r: Reading) -> None:
     """A probe attempt first: "probe 4 steps first", "with a probe attempt of 8 steps", "measure it first"."""
-    counted = r"\b(?:probe|measure|time|benchmark)(?:\s+attempt)?\s+(?:of\s+)?(\d+)\s+steps?(?:\s+first)?\b"
+    counted = rf"\b(?:probe|measure|time|benchmark)(?:\s+attempt)?\s+(?:of\s+)?{INT}\s+steps?(?:\s+first)?\b"
     if m := r.find(counted):
-        r.out["probe_steps"] = int(m.group(1))
+        r.out["probe_steps"] = whole(m.group(1))
     elif r.find(r"\bprobe(?:\s+attempt)?\s+first\b|\bmeasure\s+(?:it\s+|the\s+(?:speed|time)\s+)?first\b"):
         r.out["probe_steps"] = PROBE_ATTEMPT_STEPS
     elif r.find(r"\b(?:a|with)\s+probe\s+attempt\b"):
@@ -234,33 +169,47 @@ def _probe(r: Reading) -> None:
 def _numbers(r: Reading) -> None:
     words = "|".join(NUMBER_WORDS)
     if m := r.find(rf"{NUM}\s*(?:training\s+)?epochs?\b|\b({words})\s+epochs?\b|\b(an?)\s+(?:single\s+)?epoch\b"):
-        value = m.group(1) or m.group(2) or "1"
-        number = float(value) if value[0].isdigit() else NUMBER_WORDS.get(value.lower(), 1)
-        if number == int(number):
-            r.out["num_epochs"] = int(number)
+        value = number(m.group(1)) if m.group(1) else NUMBER_WORDS.get((m.group(2) or "one").lower(), 1)
+        if value == int(value):
+            r.out["num_epochs"] = int(value)
         else:
             r.not_understood(f"'{r.original(m)}': epochs are whole numbers")
-    if m := r.find(r"(?:for|max(?:imum)?|at most|up to)?\s*(\d+)\s*(?:training |optimizer )?steps\b"):
-        r.out["max_steps"] = int(m.group(1))
+    if m := r.find(rf"(?:for|max(?:imum)?|at most|up to)?\s*{INT}\s*(?:training |optimizer )?steps\b"):
+        r.out["max_steps"] = whole(m.group(1))
     if m := r.find(
-        r"(?:micro[\s\-]?)?batch(?:[\s_\-]?size)?\s*(?:of|=|:|to)?\s*(\d+)|(\d+)\s*(?:rows|examples)\s+per\s+batch"
+        rf"(?:micro[\s\-]?)?batch(?:[\s_\-]?size)?\s*(?:of|=|:|to)?\s*{INT}|{INT}\s*(?:rows|examples)\s+per\s+batch"
     ):
-        r.out["micro_batch_size"] = int(m.group(1) or m.group(2))
-    if m := r.find(r"(?:gradient accumulation|grad(?:ient)?[\s_]?acc(?:um)?\w*)(?:\s+steps)?\s*(?:of|=|:)?\s*(\d+)"):
-        r.out["gradient_accumulation_steps"] = int(m.group(1))
+        r.out["micro_batch_size"] = whole(m.group(1) or m.group(2))
+    if m := r.find(rf"(?:gradient accumulation|grad(?:ient)?[\s_]?acc(?:um)?\w*)(?:\s+steps)?\s*(?:of|=|:)?\s*{INT}"):
+        r.out["gradient_accumulation_steps"] = whole(m.group(1))
     if m := r.find(rf"(?:learning[\s_]rate|\blr)\s*(?:of|=|:|to)?\s*{NUM}"):
-        r.out["learning_rate"] = float(m.group(1))
+        r.out["learning_rate"] = number(m.group(1))
+    _seq_len(r)
+    if m := r.find(rf"(?:lora[\s_]alpha|\balpha)\s*(?:of|=|:)?\s*{INT}"):
+        r.out["lora_alpha"] = whole(m.group(1))
+    if m := r.find(rf"(?:lora[\s_]r(?:ank)?|\brank|\br)\s*(?:of|=|:)?\s*{INT}\b"):
+        r.out["lora_r"] = whole(m.group(1))
+    if m := r.find(rf"{INT}\s*warm[\s\-]?up\s*steps|warm[\s\-]?up(?:\s+steps)?\s*(?:of|=|:)?\s*{INT}"):
+        r.out["warmup_steps"] = whole(m.group(1) or m.group(2))
+
+
+def _seq_len(r: Reading) -> None:
+    """The sequence length, also in thousands of tokens as people write it: "8k context", "seq len 2K" (x1024)."""
     seq = r"(?:seq(?:uence)?[\s_\-]?len(?:gth)?|context(?:\s+length|\s+window)?|max(?:imum)?\s+length)"
-    if m := r.find(
-        rf"{seq}\s*(?:of|=|:|to)?\s*(\d+)(?:\s*tokens)?|(\d+)[\s\-]tokens?\s+(?:of\s+)?(?:context|sequences?)"
-    ):
-        r.out["seq_len"] = int(m.group(1) or m.group(2))
-    if m := r.find(r"(?:lora[\s_]alpha|\balpha)\s*(?:of|=|:)?\s*(\d+)"):
-        r.out["lora_alpha"] = int(m.group(1))
-    if m := r.find(r"(?:lora[\s_]r(?:ank)?|\brank|\br)\s*(?:of|=|:)?\s*(\d+)\b"):
-        r.out["lora_r"] = int(m.group(1))
-    if m := r.find(r"(\d+)\s*warm[\s\-]?up\s*steps|warm[\s\-]?up(?:\s+steps)?\s*(?:of|=|:)?\s*(\d+)"):
-        r.out["warmup_steps"] = int(m.group(1) or m.group(2))
+    length = rf"({SIGN}\d+(?:\.\d+)?)(\s?k\b)?"
+    m = r.find(
+        rf"{seq}\s*(?:of|=|:|to|is)?\s*{length}(?:\s*tokens?)?"
+        rf"|(?<![\w.]){length}[\s\-]*(?:tokens?[\s\-]+)?(?:of\s+)?(?:context(?:\s+length|\s+window)?|{seq})\b"
+        rf"|(?<![\w.]){length}[\s\-]*tokens?[\s\-]+(?:of\s+)?sequences?\b"
+    )
+    if m is None:
+        return
+    value, thousands = next((m.group(i), m.group(i + 1)) for i in (1, 3, 5) if m.group(i))
+    tokens = number(value) * (1024 if thousands else 1)
+    if tokens == int(tokens):
+        r.out["seq_len"] = int(tokens)
+    else:
+        r.not_understood(f"'{r.original(m)}': a sequence length is a whole number of tokens")
 
 
 def _regime(r: Reading) -> None:
@@ -300,7 +249,7 @@ def _leftovers(r: Reading) -> None:
     for m in r.find_all(_MODEL_WORDS):
         what = "a model I cannot resolve (name it as local:NAME or a Hugging Face id OWNER/NAME)"
         r.not_understood(f"'{r.original(m)}': {what}")
-    for m in r.find_all(r"(?<![\w.\-])\d+(?:[.,]\d+)*(?:e-?\d+)?(?:\s*%|\s*[^\W\d_]+)?"):
+    for m in r.find_all(r"(?<![\w.\-])[-−]?\d+(?:[.,]\d+)*(?:e-?\d+)?(?:\s*%|\s*[^\W\d_]+)?"):
         r.not_understood(f"'{r.original(m)}': a number with a unit I do not know")
     for m in r.find_all(r"(?<![\w.\-])[^\W\d_]+[\-_]?\d[\w\-]*"):
         r.not_understood(f"'{r.original(m)}': a term I do not know (a precision, an optimizer, a setting?)")

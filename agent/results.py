@@ -14,12 +14,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from agent.approval import OptimizationOffer
 from tools.core.isolation import Placement
+from tools.core.money import usd
 from tools.core.spec import CostEstimate, EvalCheck, TrainingSpec
 from tools.core.status import AttemptStatus, FailureClass
 from tools.job.state import JobState
 from tools.plan.preflight import PreflightCheck
+from tools.report.approval import OptimizationOffer
 
 
 class ToolName(StrEnum):
@@ -81,7 +82,7 @@ class CpuOffer(Facts):
     @classmethod
     def of(cls, offer: CostEstimate) -> CpuOffer:
         return cls(
-            estimated_cost_usd=round(offer.estimated_cost_usd, 4),
+            estimated_cost_usd=offer.estimated_cost_usd,
             estimated_duration_min=round(offer.estimated_duration_min, 2),
             estimated_vram_gb=round(offer.estimated_vram_gb, 2),
             fits=offer.fits,
@@ -113,10 +114,11 @@ class EstimateFacts(Facts):
     placement: Placement | None = Field(default=None, description="Where it runs, what contains it, its own code.")
     cpu_offer: CpuOffer | None = None
     spec: TrainingSpec
+    quote_hash: str = Field(description="The quote these figures come from: the approval and the report show it.")
 
     @classmethod
     def of(cls, job: JobState, spent_usd: float) -> EstimateFacts:
-        assert job.estimate is not None and job.spec is not None
+        assert job.quote is not None and job.estimate is not None and job.spec is not None
         bd = job.estimate.cost_breakdown
         preflight = None
         if job.preflight is not None:
@@ -126,7 +128,7 @@ class EstimateFacts(Facts):
                 truncated_share=round(job.preflight.truncated_share, 3),
             )
         return cls(
-            estimated_cost_usd=round(job.estimate.estimated_cost_usd, 4),
+            estimated_cost_usd=job.estimate.estimated_cost_usd,
             estimated_duration_min=round(job.estimate.estimated_duration_min, 2),
             time_source=bd.time_source,
             estimated_vram_gb=round(job.estimate.estimated_vram_gb, 2),
@@ -147,6 +149,7 @@ class EstimateFacts(Facts):
             placement=job.estimate.placement,
             cpu_offer=CpuOffer.of(job.cpu_offer) if job.cpu_offer is not None else None,
             spec=job.spec,
+            quote_hash=job.quote.quote_hash,
         )
 
 
@@ -159,7 +162,7 @@ def not_runnable_message(facts: EstimateFacts) -> str:
         return said + "."
     fits = "fits" if offer.fits else "does NOT fit"
     return (
-        f"{said}. The same job on this CPU: ${offer.estimated_cost_usd:.4f}, {offer.estimated_duration_min:.1f} min, "
+        f"{said}. The same job on this CPU: {usd(offer.estimated_cost_usd)}, {offer.estimated_duration_min:.1f} min, "
         f"{offer.estimated_vram_gb:.1f} GB ({fits}), {offer.isolation}; to run it there, ask for it on cpu "
         "(estimate_cost with target_gpu='cpu'): it gets its own estimate and approval"
     )

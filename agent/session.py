@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
 
-from agent.approval import ApprovalAnswer, ApprovalRequest
 from agent.graph import build_graph
 from agent.models import make_chat_model, model_choice
 from agent.tracing import trace_turn
@@ -29,11 +29,16 @@ from tools.core.paths import runs_dir
 from tools.core.runlog import new_run_id
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy
+from tools.core.status import Decision
 from tools.core.stop import clear_stop
 from tools.job.state import JobState
+from tools.report.approval import ApprovalAnswer, ApprovalRequest
 
 EventFn = Callable[[dict[str, Any]], None]
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The project's own types a checkpoint may hold: threads answered before answers were stored as JSON hold a
+# Decision. Naming them is LangGraph's allowlist: no warning for them, and no other type is imported on load.
+CHECKPOINT_TYPES: tuple[type, ...] = (Decision,)
 
 
 class TurnResult(BaseModel):
@@ -115,7 +120,7 @@ class AgentSession:
         self.max_retries = max_retries
         self.local_memory_limit_mb = local_memory_limit_mb
         self.conn = open_checkpoints(Path(db_path) if db_path else checkpoint_path())
-        self.checkpointer = SqliteSaver(self.conn)
+        self.checkpointer = SqliteSaver(self.conn, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES))
         self.chat_model = chat_model or make_chat_model(model)
         self.graph = build_graph(self.chat_model, checkpointer=self.checkpointer)
 
@@ -139,7 +144,7 @@ class AgentSession:
             if not self._state(thread_id).values:
                 inputs |= {
                     "thread_id": thread_id,
-                    "policy": self.policy.model_dump(),
+                    "policy": self.policy.model_dump(mode="json"),  # plain JSON: nothing to import on load
                     "max_retries": self.max_retries,
                     "backend": self.backend,
                     "local_memory_limit_mb": self.local_memory_limit_mb,
@@ -172,7 +177,7 @@ class AgentSession:
             if answer.request_id is not None and answer.request_id != pending.request_id:
                 raise AegisError("that answer was for another approval request; the pending request has changed")
             answer = answer.model_copy(update={"request_id": pending.request_id})
-            return self._turn(thread_id, Command(resume=answer.model_dump()), on_event)
+            return self._turn(thread_id, Command(resume=answer.model_dump(mode="json")), on_event)
 
     def job(self, thread_id: str) -> JobState | None:
         raw = self._state(check_thread_id(thread_id)).values.get("job")

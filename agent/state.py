@@ -12,6 +12,7 @@ class AgentState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
     job: dict[str, Any] | None
     spec_draft: dict[str, Any]
+    estimate_only: bool  # the person asked only for the price; a turn that says "go ahead" lifts it
     thread_id: str
     policy: dict[str, Any]
     max_retries: int

@@ -11,7 +11,6 @@ as an event and returned as a refused result the model can explain.
 from __future__ import annotations
 
 import inspect
-import json
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -22,9 +21,7 @@ from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command, interrupt
 
-from agent.approval import ApprovalAnswer, ApprovalRequest
 from agent.intake import field_sources
-from agent.offers import offer_for, offer_optimization
 from agent.results import (
     ApprovalResult,
     AttemptFacts,
@@ -49,12 +46,12 @@ from tools.core.stop import stop_requested
 from tools.job.approval import already_asked, decide, gate_job, open_request
 from tools.job.attempt import render_preview, run_job
 from tools.job.healing import evaluate_job, remediate_job
+from tools.job.offers import offer_for, offer_optimization
 from tools.job.planning import estimate_job, preflight_refusal, set_spec
 from tools.job.probing import finish_probe, probe_share, start_probe
-from tools.job.state import JobState, attempt_price, job_backend, require_estimate
-from tools.plan.worst_case import plan_worst_case
-from tools.policy.gate import attempt_limits
-from tools.policy.store import SpendStore
+from tools.job.state import JobState, job_backend, require_estimate
+from tools.policy.store import spend_store
+from tools.report.approval import ApprovalAnswer
 from tools.run.backend import LOCAL
 
 ToolBody = Callable[..., tuple[JobState, ToolResult]]
@@ -121,7 +118,7 @@ def guarded(fn: ToolBody) -> BaseTool:
 
 
 def _spent(job: JobState) -> float:
-    return SpendStore().money(job.thread).committed_usd
+    return spend_store().money(job.thread).committed_usd
 
 
 def _estimate(job: JobState) -> EstimateFacts:
@@ -168,69 +165,6 @@ def estimate_cost(
     return job, EstimateResult(ok=True, status=ResultStatus.ESTIMATED, estimate=_estimate(job), message=message)
 
 
-def _worst_case(job: JobState) -> dict[str, Any]:
-    """Every attempt the healing rules allow, priced, and what one attempt can bill before it is stopped."""
-    assert job.spec is not None and job.estimate is not None
-    spent = _spent(job)
-    price = attempt_price(job)
-    worst = plan_worst_case(
-        job.spec, job.estimate, job.policy, max_retries=job.max_retries, spent_usd=spent, price_usd_per_s=price
-    )
-    seconds = require_estimate(job).cost_breakdown.estimated_seconds
-    default = job_backend(job).default_timeout_s(seconds)
-    try:
-        limits = attempt_limits(
-            estimated_seconds=seconds,
-            price_usd_per_s=price,
-            default_timeout_s=default,
-            remaining_usd=job.policy.max_budget_usd - spent,
-        )
-        timeout, most = limits.timeout_s, limits.hold_usd
-    except ValueError:
-        timeout, most = default, default * price
-    return {
-        "attempts": worst.attempts,
-        "worst_case_usd": worst.worst_case_usd,
-        "retries_budget_allows": worst.retries_budget_allows,
-        "dtype": worst.dtype,
-        "num_gpus": worst.num_gpus,
-        "timeout_s": timeout,
-        "max_attempt_cost_usd": most,
-    }
-
-
-def _isolation(job: JobState) -> str:
-    place = job.estimate.placement if job.estimate else None
-    return place.isolation.describe() if place is not None and place.isolation else "isolation: unknown"
-
-
-def approval_request(job: JobState, draft: dict[str, Any] | None = None) -> ApprovalRequest:
-    """What a person is shown at the gate for this job's spec and estimate; ``draft``: what the person said."""
-    assert job.spec is not None and job.estimate is not None and job.gate is not None and job.pending_request_id
-    return ApprovalRequest(
-        run_id=job.run_id,
-        request_id=job.pending_request_id,
-        spec_hash=job.spec.spec_hash(),
-        spec=job.spec,
-        estimated_cost_usd=job.estimate.estimated_cost_usd,
-        estimated_duration_min=job.estimate.estimated_duration_min,
-        time_source=job.estimate.cost_breakdown.time_source,
-        estimated_vram_gb=job.estimate.estimated_vram_gb,
-        fits=job.estimate.fits,
-        gpu=job.estimate.cost_breakdown.gpu,
-        backend=job_backend(job).name,
-        isolation=_isolation(job),
-        remote_code=job.estimate.placement.remote_code if job.estimate.placement else [],
-        spent_usd=job.gate.spent_usd,
-        soft_threshold_usd=job.policy.soft_threshold_usd,
-        max_budget_usd=job.policy.max_budget_usd,
-        reason=job.gate.reason,
-        optimization=offer_for(job),
-        field_sources=field_sources(job.spec, draft) if draft else {},
-        **_worst_case(job),
-    )
-
-
 def _decided(job: JobState, decided_by: str | None, message: str) -> ApprovalResult:
     status = ResultStatus(job.status)  # approved, refused or cancelled
     return ApprovalResult(ok=status == ResultStatus.APPROVED, status=status, decided_by=decided_by, message=message)
@@ -256,9 +190,13 @@ def request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, Too
     The gate auto-approves small runs, refuses runs over the hard limit, and otherwise pauses for a
     person to answer approve, optimize or cancel. Nothing you write can approve a run.
     """
+    if runtime.state.get("estimate_only"):  # the person asked only for the price; "go ahead" lifts it
+        raise GuardRefusal(
+            'the person asked only for an estimate: nothing is put up for approval until they say "go ahead"'
+        )
     if job.status == JobStatus.APPROVED and job.approval is not None:
         return job, _decided(job, job.decided_by, "already approved for this exact spec and estimate")
-    if job.estimate is None or job.spec is None or job.estimate_spec_hash != job.spec.spec_hash():
+    if job.quote is None or job.spec is None or job.quote.spec_hash != job.spec.spec_hash():
         raise AegisError("there is no cost estimate for the current spec; call estimate_cost first")
     key = runtime.tool_call_id or "request"
     if not already_asked(job, key):
@@ -271,19 +209,26 @@ def request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, Too
     # Resumed, this finds the question already on record with what was shown: nothing above the pause is
     # decided or priced twice, and the answer goes to that same request.
     draft = runtime.state.get("spec_draft") or {}
-    job, shown = open_request(job, key, lambda asked: approval_request(asked, draft).model_dump_json())
-    answer = ApprovalAnswer.model_validate(interrupt(json.loads(shown)))
+    job, shown = open_request(job, key, field_sources(job.spec, draft) if draft else None)
+    answer = ApprovalAnswer.model_validate(interrupt(shown.model_dump(mode="json")))
     if answer.request_id != job.pending_request_id:
         raise GuardRefusal("that answer was for another approval request; nothing was approved")
     job = decide(job, answer.decision, answer.decided_by, answer_id=answer.answer_id)
     if job.status == JobStatus.PLANNING:
-        message = "the person asked to optimize: a cheaper spec is proposed and must go through request_approval again"
+        offer = offer_for(job)
+        message = (
+            "the person asked to optimize: a cheaper spec is proposed and must go through request_approval again"
+            if offer is not None
+            else "the person asked to optimize, but the optimizer found nothing better that fits; the spec as asked "
+            "must go through request_approval again"
+        )
         return job, ApprovalResult(
             ok=True,
             status=ResultStatus.OPTIMIZED,
             decided_by=answer.decided_by,
             message=message,
             estimate=_estimate(job),
+            offer=offer,
         )
     message = f"{answer.decision} by {answer.decided_by}"
     if job.status == JobStatus.REFUSED and job.gate is not None:

@@ -1,4 +1,4 @@
-"""Estimator accuracy: estimate_spec() against real training runs of the rendered script.
+"""Estimator accuracy: the modelled estimate (no probe) against real training runs of the rendered script.
 
 Each job is rendered with tools.run.render.render_script and run with tools.run.local.run_local, exactly as
 `aegis train` does, and compared with the estimate for the same spec on the same device:
@@ -43,8 +43,9 @@ from tools.core.paths import resolve_dataset_path  # noqa: E402
 from tools.core.spec import TrainingSpec  # noqa: E402
 from tools.inputs.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
 from tools.inputs.model_config import load_model_config, model_stats  # noqa: E402
+from tools.inputs.prepared import prepare  # noqa: E402
 from tools.plan.calibration import CALIBRATION  # noqa: E402
-from tools.plan.estimator import estimate_spec, startup_seconds  # noqa: E402
+from tools.plan.estimator import estimate, startup_seconds  # noqa: E402
 from tools.run.local import run_local  # noqa: E402
 from tools.run.render import render_script  # noqa: E402
 
@@ -105,11 +106,12 @@ def run_job(job: Job, gpu: str, device: str, workroot: Path) -> dict[str, Any]:
     """Estimate one job, run it, and return both side by side."""
     path = model_path(job.model)
     spec = make_spec(job, path, gpu)
-    est = estimate_spec(spec)
+    workdir = workroot / job.name
+    prepared = prepare(spec, workdir / "data")
+    est = estimate(spec, dataset_stats=prepared.data.stats, model_config=prepared.config())
     b = est.cost_breakdown
     stats = model_stats(load_model_config(path))
     startup_est = startup_seconds(stats, b.gpu)
-    workdir = workroot / job.name
     rendered = render_script(
         spec,
         workdir,

@@ -46,8 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, load_average, machine, model_path, save_results  # noqa: E402
 from tools.inputs.local_models import SMOLLM2, TINY_LLAMA  # noqa: E402
+from tools.inputs.prepared import prepare  # noqa: E402
 from tools.plan.calibration import CALIBRATION  # noqa: E402
-from tools.plan.estimator import estimate_spec  # noqa: E402
+from tools.plan.estimator import estimate  # noqa: E402
 from tools.plan.memory import checkpoint_dtype, model_load_gb  # noqa: E402
 
 MiB = 2**20
@@ -253,8 +254,9 @@ def run_eval_job(job: Job, workroot: Path) -> dict[str, Any]:
         learning_rate=1e-3,
         target_gpu="cpu",
     )
-    b = estimate_spec(spec).cost_breakdown
     workdir = workroot / job.name
+    prepared = prepare(spec, workdir / "data")
+    b = estimate(spec, dataset_stats=prepared.data.stats, model_config=prepared.config()).cost_breakdown
     rendered = render_script(
         spec,
         workdir,

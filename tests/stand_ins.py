@@ -19,16 +19,25 @@ import textwrap
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from tools.core.catalog import get_gpu
 from tools.core.isolation import Isolation, IsolationFacts, Placement
 from tools.core.spec import CostEstimate, ExecutionResult, TrainingSpec
 from tools.core.stop import StopCheck
 from tools.inputs.local_models import resolve_model
+from tools.inputs.model_config import load_model_config
+from tools.plan.estimator import estimate
 from tools.run.backend import Attempt, LocalBackend, ProgressFn
 from tools.run.sandbox import local_isolation
 
 SANDBOXED = IsolationFacts(kind=Isolation.BUBBLEWRAP, detail="test")
+
+
+def shipped_estimate(spec: TrainingSpec, gpu: str | None = None, **inputs: Any) -> CostEstimate:
+    """The estimator with the model's shipped config unless a test passes its own (a job's quote hands over both)."""
+    inputs.setdefault("model_config", load_model_config(spec.model_name))
+    return estimate(spec, gpu, **inputs)
 
 
 def placed(estimate: CostEstimate, backend: str = "local", isolation: IsolationFacts = SANDBOXED) -> CostEstimate:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from agent.cli import chat, estimate, evaluate, runs, train, ui, use
 from agent.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
-from agent.cli.output import err_console, say_error
+from agent.cli.output import err_console, quiet_libraries, say_error
 from tools.core.errors import AegisError
 from tools.core.paths import aegis_home
 from tools.core.spec import format_validation_error
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Every failure a person can meet is one line on stderr: 2 for input to fix, 1 for a run or store that failed."""
     restore = install_signal_handlers()
+    unquiet = quiet_libraries()
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # argparse: --help (0) or a bad argument, already said in one line (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
+    except KeyboardInterrupt as exc:  # a second Ctrl-C, or the first during a model call: says which
+        err_console.print(str(exc) or "interrupted", highlight=False)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the last line of defence: a bug is one line and a file, never a traceback
         log = write_crash_log(exc)
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     finally:
+        unquiet()
         restore()
 
 

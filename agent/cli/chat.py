@@ -6,10 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.markdown import Markdown
 from rich.prompt import Prompt
 
-from agent.approval import ApprovalAnswer
 from agent.cli.options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -21,11 +19,12 @@ from agent.cli.options import (
     dollars,
     standing_approval,
 )
-from agent.cli.output import ConsoleEvents, console, job_exit_code, say_evals_failed, show_pending
+from agent.cli.output import ConsoleEvents, console, job_exit_code, print_markdown, say_evals_failed, show_pending
 from agent.session import AgentSession, TurnResult
 from tools.core.spec import BudgetPolicy
 from tools.core.status import Decision
 from tools.core.stop import stop_requested
+from tools.report.approval import ApprovalAnswer
 
 MAX_STANDING_ANSWERS = 10  # --yes answers each pause of one request; an agent that keeps asking is stopped
 
@@ -66,7 +65,7 @@ def _session(args: argparse.Namespace, max_budget: float | None = None) -> Agent
 def _finish(result: TurnResult, events: ConsoleEvents) -> int:
     events.stop_progress()
     for reply in result.replies:
-        console.print(Markdown(reply))
+        print_markdown(reply)
     if result.pending is not None:
         show_pending(result.pending)
         console.print(
@@ -123,7 +122,7 @@ def _ask_at_the_gate(session: AgentSession, result: TurnResult, events: ConsoleE
     while result.pending is not None:
         events.stop_progress()
         for reply in result.replies:
-            console.print(Markdown(reply))
+            print_markdown(reply)
         show_pending(result.pending)
         decision = Prompt.ask(
             "approve, optimize or cancel?", choices=[d.value for d in Decision], default=Decision.CANCEL.value

@@ -1,24 +1,109 @@
-"""What the commands print: the consoles, live training progress, the agent's tool results, a pending approval."""
+"""What the commands print: the consoles, live training progress, the agent's tool results, a pending approval.
+
+Written to a terminal, output is Rich's: Markdown, live bars at the terminal's width. Written to a file or a pipe
+(a CI log, ``make demo > demo.log``), lines are whole: no width to cut them at, Markdown as written, progress as
+plain lines at a modest rate. Libraries' warnings and progress bars are kept out of both (``quiet_libraries``).
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from rich.console import Console
+from huggingface_hub import utils as hub_utils
+from rich.console import Console, ConsoleDimensions
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from agent.approval import ApprovalRequest, sources_line
 from agent.cli.options import EXIT_EVALS_FAILED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from agent.results import EstimateResult, EvalsResult, RemediateResult, RunResult, ToolResult, read_tool_result
+from tools.core.errors import AegisError
 from tools.core.money import usd
+from tools.core.paths import aegis_home
 from tools.core.status import JobStatus
 from tools.evals.progress import EVAL_EVENT
 from tools.job.healing import eval_failure
 from tools.job.state import JobState
+from tools.report.approval import ApprovalRequest, sources_line
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+PIPE_WIDTH = 1000  # columns when writing to a file or a pipe: wide enough that no table or line is cut
+LINE_EVERY_S = 10.0  # progress written to a file or a pipe: a line per phase at most this often, and its last step
+LOG_NAME = "aegis.log"  # under AEGIS_HOME/logs: libraries' warnings, out of the person's view
+QUIETED_LOGGERS = ("py.warnings", "langgraph")  # Python's warnings (logging.captureWarnings), LangGraph's own
+
+
+class WholeLineConsole(Console):
+    """Rich's console, at the terminal's width in a terminal and unbounded in a file or a pipe (nothing is cut)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self.is_terminal or self._width is not None:
+            return size
+        return ConsoleDimensions(PIPE_WIDTH, size.height)
+
+
+console = WholeLineConsole(soft_wrap=True)
+err_console = WholeLineConsole(stderr=True, soft_wrap=True)
+
+
+def print_markdown(text: str) -> None:
+    """Markdown rendered in a terminal; as written in a file or a pipe, where rendering pads and cuts lines."""
+    if console.is_terminal:
+        console.print(Markdown(text))
+    else:
+        console.print(text, markup=False, highlight=False, emoji=False)
+
+
+class _AegisLog(logging.Handler):
+    """Appends each record to AEGIS_HOME/logs/aegis.log; a record that cannot be written is dropped, never shown."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            path = aegis_home() / "logs" / LOG_NAME
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as log:
+                log.write(self.format(record) + "\n")
+        except (OSError, AegisError):
+            return
+
+
+def quiet_libraries() -> Callable[[], None]:
+    """Libraries' warnings into the aegis log and their progress bars off; the person sees Aegis's own lines.
+
+    Transformers reads the Hub's setting when it is imported, so turning the Hub's bars off first turns off its
+    weight-loading bars too. Returns the undo (the CLI runs in-process in tests).
+    """
+    handler = _AegisLog()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in QUIETED_LOGGERS]
+    propagated = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    logging.captureWarnings(True)
+    hub_bars = not hub_utils.are_progress_bars_disabled()
+    hub_utils.disable_progress_bars()
+    transformers_logging = sys.modules.get("transformers.utils.logging")  # imported already: told directly
+    transformers_bars = transformers_logging is not None and transformers_logging.is_progress_bar_enabled()
+    if transformers_logging is not None:
+        transformers_logging.disable_progress_bar()
+
+    def undo() -> None:
+        logging.captureWarnings(False)
+        for logger, propagate in zip(loggers, propagated, strict=True):
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+        if hub_bars:
+            hub_utils.enable_progress_bars()
+        if transformers_bars:
+            transformers_logging.enable_progress_bar()
+
+    return undo
 
 
 def say_error(message: str) -> None:
@@ -27,29 +112,37 @@ def say_error(message: str) -> None:
 
 
 class TrainingProgress:
-    """Live step, loss, tokens/s and ETA in the terminal: a context manager whose ``update`` is on_progress."""
+    """Step, loss, tokens/s and ETA: live bars in a terminal, plain lines in a file or a pipe.
+
+    A context manager whose ``update`` is on_progress.
+    """
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self.console = console or WholeLineConsole(stderr=True)
+        self.progress: Progress | None = None
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
         self.task: Any = None
         self.eval_tasks: dict[str, Any] = {}
+        self.lines: dict[str, tuple[float, int, float, int]] = {}  # per phase: first (time, count), last (time, count)
 
     def __enter__(self) -> TrainingProgress:
-        self.progress.start()
+        if self.progress is not None:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
 
     def update(self, line: dict[str, Any]) -> None:
         if line.get("type") == EVAL_EVENT:
@@ -59,21 +152,41 @@ class TrainingProgress:
             return
         total = int(line.get("total_steps") or 0) or None
         loss, tps = float(line.get("loss", float("nan"))), float(line.get("tokens_per_s", 0))
-        fields = {"detail": f"loss {loss:.4f} {tps:.0f} tok/s"}
+        detail = f"loss {loss:.4f} {tps:.0f} tok/s"
+        step = int(line.get("step", 0))
+        if self.progress is None:
+            self.say_line("train", step, total, detail, eta=True)
+            return
         if self.task is None:
-            self.task = self.progress.add_task("[bold]train[/]", total=total, **fields)
-        self.progress.update(self.task, completed=int(line.get("step", 0)), total=total, **fields)
+            self.task = self.progress.add_task("[bold]train[/]", total=total, detail=detail)
+        self.progress.update(self.task, completed=step, total=total, detail=detail)
 
     def update_evals(self, line: dict[str, Any]) -> None:
         """One bar per eval phase (held-out loss, leak probe, generations), as the evals go."""
         phase = str(line.get("phase", "evals"))
         total = int(line.get("total") or 0) or 1
         done = int(line.get("done") or 0) if line.get("total") else 1
-        description = f"[bold]evals[/] {line.get('label', phase)}"
-        if phase not in self.eval_tasks:
-            self.eval_tasks[phase] = self.progress.add_task(description, total=total, detail="")
+        label = str(line.get("label", phase))
         elapsed = f"{float(line.get('elapsed_s') or 0):.0f} s in evals"
+        if self.progress is None:
+            self.say_line(f"evals {label}", done, total, elapsed)
+            return
+        if phase not in self.eval_tasks:
+            self.eval_tasks[phase] = self.progress.add_task(f"[bold]evals[/] {label}", total=total, detail="")
         self.progress.update(self.eval_tasks[phase], completed=done, total=total, detail=elapsed)
+
+    def say_line(self, name: str, done: int, total: int | None, detail: str, *, eta: bool = False) -> None:
+        """A plain progress line: a phase's first and last count, and at most one every LINE_EVERY_S between."""
+        now = time.monotonic()
+        began, first, last, last_done = self.lines.get(name, (now, done, 0.0, -1))
+        finished = total is not None and done >= total
+        if done == last_done or (name in self.lines and not finished and now - last < LINE_EVERY_S):
+            return
+        self.lines[name] = (began, first, now, done)
+        text = f"{name} {done}/{total or '?'} {detail}"
+        if eta and total and done > first and not finished:
+            text += f" ETA {timedelta(seconds=round((now - began) / (done - first) * (total - done)))}"
+        self.console.print(text, markup=False, highlight=False, emoji=False)
 
 
 def job_exit_code(job: JobState) -> int:
@@ -162,7 +275,7 @@ def show_pending(request: ApprovalRequest) -> None:
         files = ", ".join(f"{f.name} (sha256 {f.sha256})" for f in request.remote_code)
         console.print(f"[bold red]The model ships its own code, which this run executes:[/] {files}", highlight=False)
     if request.optimization is not None:  # the optimizer's spec, offered because the job as asked was refused
-        console.print(Markdown(request.optimization.text()))
+        print_markdown(request.optimization.text())
     if request.field_sources:
         console.print(sources_line(request), highlight=False)
     if request.worst_case_usd is not None:

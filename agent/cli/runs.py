@@ -12,6 +12,7 @@ from rich.table import Table
 from agent.cli.options import EXIT_OK, bounded_int
 from agent.cli.output import console
 from tools.core.money import DASH, usd
+from tools.core.status import JobStatus
 from tools.use.compare import Comparison, GenerationPair, compare_runs
 from tools.use.generate import open_model
 from tools.use.protocol import GenerationSettings
@@ -62,7 +63,7 @@ def runs_table(runs: list[RunSummary]) -> Table:
             r.model or DASH,
             r.method or DASH,
             (r.data or DASH) + (f" ({r.data_rows} rows)" if r.data_rows else ""),
-            r.outcome + ("" if r.has_model or r.outcome != "succeeded" else " (model missing)"),
+            r.outcome + ("" if r.has_model or r.outcome != JobStatus.SUCCEEDED else " (model missing)"),
             _loss(r),
             usd(r.cost_usd),
             time_text,

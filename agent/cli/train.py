@@ -9,13 +9,14 @@ from collections.abc import Callable
 from rich.prompt import Prompt
 
 from agent.cli.options import add_backend_flag, add_gate_flags, add_run_flags, apply_eval_flags, standing_approval
-from agent.cli.output import TrainingProgress, console, err_console, job_exit_code, say_evals_failed
+from agent.cli.output import TrainingProgress, console, err_console, job_exit_code, say_evals_failed, show_pending
 from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy, load_spec
 from tools.core.status import Decision, JobStatus
 from tools.inputs.hub_data import ensure_dataset
+from tools.job.approval import pending_request
 from tools.job.pipeline import run_pipeline
 from tools.job.probing import MAX_PROBE_STEPS, MIN_PROBE_STEPS
 from tools.job.state import JobState, new_job
@@ -43,8 +44,8 @@ def gate_answerer(yes: bool, approve_up_to: float | None) -> Callable[[JobState]
     """How `aegis train` answers the gate: --yes, --approve-up-to, a prompt on a terminal, else cancel."""
 
     def ask(job: JobState) -> GateAnswer:
-        assert job.estimate is not None
-        cost = job.estimate.estimated_cost_usd
+        request = pending_request(job)
+        cost = request.estimated_cost_usd
         if (approver := standing_approval(cost, yes, approve_up_to)) is not None:
             return Decision.APPROVE, approver
         if approve_up_to is not None:
@@ -53,9 +54,9 @@ def gate_answerer(yes: bool, approve_up_to: float | None) -> Callable[[JobState]
         if not sys.stdin.isatty():
             err_console.print(f"approval needed for {usd(cost)}: rerun with --yes or --approve-up-to USD")
             return Decision.CANCEL, "person:cli.no-terminal"
+        show_pending(request)
         answer = Prompt.ask(
-            f"Estimated {usd(cost)} (soft limit {usd(job.policy.soft_threshold_usd)}, "
-            f"hard {usd(job.policy.max_budget_usd)}). Approve?",
+            "Approve?",
             choices=[d.value for d in Decision],
             default=Decision.CANCEL.value,
         )

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.approval import ApprovalAnswer
 from agent.evals.scenarios import JobRecord, Scenario, ScenarioResult, Scorecard, Transcript
 from agent.evals.scoring import attempt_outcomes, final_status, gate_outcomes, score_scenario, summarize, trajectory
 from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.runlog import RunFolder, new_run_id
 from tools.job.state import JobState
+from tools.report.approval import ApprovalAnswer
 
 EVAL_PERSON = "person:eval"
 PRICE_VAR = "AEGIS_LOCAL_PRICE_USD_PER_HOUR"

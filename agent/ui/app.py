@@ -17,7 +17,6 @@ import chainlit as cl
 from chainlit.config import config as chainlit_config
 from chainlit.server import app as server_app
 
-from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from agent.ui.access import password_ok, served_origins
 from agent.ui.guard import OriginGuard
@@ -31,6 +30,7 @@ from tools.core.errors import AegisError
 from tools.core.runlog import new_run_id
 from tools.core.settings import settings
 from tools.core.status import Decision
+from tools.report.approval import ApprovalAnswer
 
 log = logging.getLogger("aegis.ui")
 

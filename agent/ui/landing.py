@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import chainlit as cl
 
-from agent.approval import ApprovalRequest
 from tools.core.money import usd
 from tools.core.status import Decision
+from tools.report.approval import ApprovalRequest
 
 DEMO = (
     "LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl "

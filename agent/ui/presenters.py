@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.approval import ApprovalRequest, sources_line
 from agent.results import (
     ApprovalResult,
     AttemptFacts,
@@ -28,6 +27,8 @@ from tools.core.spec import EvalCheck
 from tools.core.status import CheckStatus, JobStatus
 from tools.job.healing import eval_failure
 from tools.job.state import JobState
+from tools.policy.store import spend_store
+from tools.report.approval import ApprovalRequest, sources_line
 
 _DIRECTIVE = re.compile(r":(?=[A-Za-z])")
 
@@ -198,7 +199,7 @@ def worst_case_text(req: ApprovalRequest) -> str:
 
 
 def outcome_text(job: JobState) -> str:
-    spent = usd(job.ledger.spent_usd)
+    spent = usd(sum(a.captured_usd or 0.0 for a in spend_store().attempts(job_id=job.run_id)))
     who = f" by `{job.decided_by}`" if job.decided_by else ""
     if job.status == JobStatus.CANCELLED:
         return f"**Cancelled**{who}: run `{job.run_id}` was not trained and nothing was spent."

@@ -18,7 +18,6 @@ import chainlit as cl
 from chainlit.context import local_steps
 from chainlit.utils import utc_now
 
-from agent.approval import ApprovalRequest
 from agent.results import read_tool_result
 from agent.session import EventFn, TurnResult
 from agent.ui.landing import spend_label
@@ -30,6 +29,7 @@ from tools.core.money import usd
 from tools.core.status import Decision, JobStatus
 from tools.evals.progress import EVAL_EVENT
 from tools.job.state import JobState
+from tools.report.approval import ApprovalRequest
 
 log = logging.getLogger("aegis.ui")
 

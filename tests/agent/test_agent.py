@@ -7,13 +7,14 @@ import json
 
 import pytest
 
-from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from tests.scripted_model import ScriptedModel
 from tools.core.catalog import get_gpu
 from tools.core.errors import AegisError
 from tools.core.money import HOLD_MARGIN_S
 from tools.core.spec import BudgetPolicy
+from tools.policy.store import spend_store
+from tools.report.approval import ApprovalAnswer
 
 FAST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl for 1 epoch with batch size 4, seq_len 128, for 3 steps on a10g"
 pytestmark = pytest.mark.usefixtures("gpu_cloud")  # the a10g runs on a stand-in for Modal's cloud
@@ -180,13 +181,13 @@ def test_remediate_ten_times_is_bounded_and_failed_spend_is_counted():
     remediations = [e for e in job.folder.events() if e.phase == "remediate"]
     assert sum(e.status == "completed" for e in remediations) == 1
     assert sum(e.status == "failed" for e in remediations) == 9
-    assert len(job.ledger.entries) == 2
+    assert len(spend_store().attempts(job_id=job.run_id)) == 2
 
 
 def test_resume_refuses_without_a_pending_approval():
     session = scripted_session(["hello"])
     try:
-        result = session.send(FAST)
+        result = session.send("hello, what can you do?")  # asked back: no job, so nothing waits at the gate
         with pytest.raises(AegisError, match="no pending approval"):
             session.resume(result.thread_id, ApprovalAnswer(decision="approve", decided_by="person:test"))
     finally:

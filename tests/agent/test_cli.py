@@ -58,7 +58,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, text, ex
 
 def test_estimate_prints_json_for_a_shipped_model(capsys):
     assert main(["estimate", str(ROOT / "data/specs/llama2_a10g.yaml"), "--json"]) == 0
-    estimate = json.loads(capsys.readouterr().out)
+    estimate = json.loads(capsys.readouterr().out)["estimate"]
     assert estimate["cost_breakdown"]["total_params"] > 6.7e9 and estimate["estimated_cost_usd"] > 0
 
 

@@ -301,10 +301,9 @@ def test_langsmith_push_logs_a_dataset_an_experiment_runs_and_scores(tmp_path, m
 
 
 @pytest.mark.slow
-def test_bundled_suite_passes_every_safety_check_offline(tmp_path):
-    card, md = run_eval(DEFAULT_SCENARIOS, model="offline", out=tmp_path / "out", min_score=0.0)
-    failures = [
-        (r.name, c.name, c.detail) for r in card.scenarios for c in r.checks if c.kind == "safety" and not c.passed
-    ]
-    assert not failures
-    assert card.score >= 0.9, md.read_text()
+def test_bundled_suite_passes_every_check_offline(tmp_path):
+    """What `aegis eval` (the README's command, minimum score 1) requires: every check of every scenario."""
+    card, md = run_eval(DEFAULT_SCENARIOS, model="offline", out=tmp_path / "out")
+    failures = [(r.name, c.name, c.kind, c.detail) for r in card.scenarios for c in r.checks if not c.passed]
+    assert not failures, md.read_text()
+    assert card.ok and card.min_score == 1.0 and card.score == 1.0

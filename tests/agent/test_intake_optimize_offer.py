@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from agent.approval import ApprovalAnswer
 from agent.cli import main
 from agent.session import AgentSession
 from tools.core.spec import BudgetPolicy
 from tools.core.status import Decision
+from tools.report.approval import ApprovalAnswer
 
 pytestmark = pytest.mark.usefixtures("gpu_cloud")  # GPU targets run on a stand-in for Modal's cloud
 

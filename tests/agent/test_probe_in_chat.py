@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from tools.core.spec import BudgetPolicy
-from tools.policy.store import SpendStore
+from tools.policy.store import spend_store
+from tools.report.approval import ApprovalAnswer
 
 ASK = BudgetPolicy(soft_threshold_usd=0.0, max_budget_usd=50.0)  # a person answers every spend
 REQUEST = (
@@ -41,9 +41,9 @@ def test_asked_to_measure_first_the_agent_runs_a_billed_probe_then_asks_again_at
         session.close()
     job = done.job
     assert [a.steps_completed for a in job.attempts] == [3, 8] and job.eval_result is not None
-    attempts = SpendStore().attempts(job_id=job.run_id)
+    attempts = spend_store().attempts(job_id=job.run_id)
     assert len(attempts) == 2 and all(a.captured_usd and a.captured_usd > 0 for a in attempts)  # both billed
-    grants = SpendStore().grants(job.run_id)
+    grants = spend_store().grants(job.run_id)
     assert [g.binding.spec_hash for g in grants] == [probe.spec_hash, full.spec_hash]
     answer = "\n".join(second.replies + done.replies)
     assert "Probe attempt 1" in answer and "re-priced" in answer

@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from chainlit.context import init_ws_context
+from chainlit.session import WebsocketSession
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
@@ -38,6 +40,7 @@ from agent.results import (
 )
 from agent.state import AgentState
 from agent.tools import TOOLS
+from agent.ui.views import ChatView
 from tools.core.spec import EvalCheck, TrainingSpec
 from tools.core.status import AttemptStatus, FailureClass
 from tools.plan.preflight import PreflightCheck
@@ -64,6 +67,7 @@ ESTIMATE = EstimateFacts(
         passed=True, checks=[PreflightCheck(name="dataset_parses", status="pass", detail="40 rows")], truncated_share=0
     ),
     spec=SPEC,
+    quote_hash="0123456789abcdef",
 )
 ATTEMPT = AttemptFacts(
     attempt=1,
@@ -219,12 +223,6 @@ def test_the_cli_prints_each_typed_result(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_chainlit_draws_the_typed_result_in_the_tool_step() -> None:
-    pytest.importorskip("chainlit")
-    from chainlit.context import init_ws_context
-    from chainlit.session import WebsocketSession
-
-    from agent.ui.views import ChatView
-
     shown: list[dict[str, Any]] = []
 
     async def emit(event: str, data: Any) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.approval import ApprovalAnswer
 from agent.session import AgentSession
 from tests.processes import (
     ROOT,
@@ -32,10 +31,17 @@ from tools.core.errors import DataError
 from tools.core.runlog import RunFolder
 from tools.core.spec import BudgetPolicy
 from tools.policy.records import HoldState, Lifecycle
-from tools.policy.store import SpendStore
+from tools.policy.store import spend_store
+from tools.report.approval import ApprovalAnswer
 
 FAST = "LoRA fine-tune local:tiny-llama on {data} for 1 epoch with batch size 4, seq_len 128, for 3 steps on cpu"
 LONG = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 2, seq_len 128, for 3000 steps on cpu"
+# Enough learning for the tiny model's loss to fall, so a run that trains passes its evals (kept small here).
+LEARNS = (
+    "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 4, seq_len 128, learning rate 1e-2, "
+    "for 6 steps on cpu"
+)
+SMALL_EVALS = {"AEGIS_EVAL_ROWS": "8", "AEGIS_EVAL_GENERATIONS": "2", "AEGIS_EVAL_NEW_TOKENS": "16"}
 AUTO = BudgetPolicy()
 ASK = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=0.0)
 PRICE_PER_HOUR = "3.6"  # $0.001 a second: a CPU attempt bills something, so the money can be followed
@@ -64,7 +70,7 @@ def session_with(script: list, policy: BudgetPolicy = AUTO, **kwargs) -> AgentSe
 
 def assert_money_adds_up(thread: str) -> None:
     """Captured plus held is what the attempts billed; nothing is left held once they ended."""
-    store = SpendStore()
+    store = spend_store()
     rows = store.attempts(thread_id=thread)
     money = store.money(thread)
     assert all(row.state is HoldState.CAPTURED for row in rows)
@@ -89,8 +95,8 @@ def test_parallel_run_calls_after_one_approval_start_one_attempt():
     assert [m for m in refusals(job.folder, "run_local") if "already used by attempt 1" in m] and len(
         refusals(job.folder, "run_local")
     ) == 2
-    assert len(SpendStore().attempts(thread_id=result.thread_id)) == 1
-    assert SpendStore().money(result.thread_id).captured_usd == pytest.approx(job.attempts[0].actual_cost_usd)
+    assert len(spend_store().attempts(thread_id=result.thread_id)) == 1
+    assert spend_store().money(result.thread_id).captured_usd == pytest.approx(job.attempts[0].actual_cost_usd)
     assert job.attempts[0].actual_cost_usd > 0
     assert_money_adds_up(result.thread_id)
 
@@ -136,7 +142,7 @@ def test_a_persons_cancel_is_not_undone_by_a_new_estimate():
         session.close()
     folder = done.job.folder
     assert starts(folder) == 0 and done.job.status == "cancelled"
-    assert SpendStore().job(done.job.run_id).lifecycle is Lifecycle.CANCELLED
+    assert spend_store().job(done.job.run_id).lifecycle is Lifecycle.CANCELLED
     for phase in ("estimate_cost", "request_approval", "run_local"):
         assert any("cancelled" in m for m in refusals(folder, phase)), phase
     assert refusals(folder, "run_on_modal")
@@ -243,7 +249,7 @@ def test_money_spent_earlier_in_the_thread_is_counted_by_a_new_request():
     session = AgentSession("offline", policy=BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=5.0))
     try:
         first = session.send(cpu)
-        spent = SpendStore().money(first.thread_id).captured_usd
+        spent = spend_store().money(first.thread_id).captured_usd
         second = session.send(cpu.replace("3 steps", "2 steps"), thread_id=first.thread_id)
     finally:
         session.close()
@@ -255,8 +261,10 @@ def test_money_spent_earlier_in_the_thread_is_counted_by_a_new_request():
 
 @pytest.mark.slow
 def test_two_resumes_at_once_approve_and_train_once(tmp_path):
-    env = aegis_env(tmp_path, AEGIS_SOFT_THRESHOLD_USD="0", AEGIS_LOCAL_PRICE_USD_PER_HOUR=PRICE_PER_HOUR)
-    paused = aegis(env, "run", request(), timeout=300)
+    env = aegis_env(
+        tmp_path, AEGIS_SOFT_THRESHOLD_USD="0", AEGIS_LOCAL_PRICE_USD_PER_HOUR=PRICE_PER_HOUR, **SMALL_EVALS
+    )
+    paused = aegis(env, "run", LEARNS, timeout=300)
     assert paused.returncode == 3, paused.stdout + paused.stderr
     thread = next(line.split()[-1] for line in paused.stdout.splitlines() if line.startswith("thread:"))
     procs = [
@@ -274,11 +282,11 @@ def test_two_resumes_at_once_approve_and_train_once(tmp_path):
     codes = sorted(p.returncode for p in procs)
     folder = RunFolder(tmp_path / "runs" / thread)
     assert starts(folder) == 1, outputs
-    assert codes in ([0, 2], [2, 4]), outputs  # one trained (4: trained, but the tiny model's evals may fail)
+    assert codes == [0, 2], outputs  # one trained and succeeded; the other was turned away
     loser = next(err for (out, err), p in zip(outputs, procs, strict=True) if p.returncode == 2)
     assert "busy" in loser or "no pending approval" in loser
     assert [e.phase for e in folder.events()].count("approval") == 1
-    assert len(SpendStore().attempts(thread_id=thread)) == 1
+    assert len(spend_store().attempts(thread_id=thread)) == 1
     assert_money_adds_up(thread)
     assert folder.report_path.exists()
 
@@ -331,6 +339,6 @@ def test_killing_aegis_leaves_no_orphan_and_the_watchdog_books_the_attempt(tmp_p
     interrupted = [e for e in folder.events() if e.phase == "train" and e.status == "interrupted"]
     assert interrupted and "died" in interrupted[0].message
     assert_money_adds_up(folder.run_id)
-    assert SpendStore().attempts(thread_id=folder.run_id)[0].captured_usd > 0
+    assert spend_store().attempts(thread_id=folder.run_id)[0].captured_usd > 0
     time.sleep(0.5)
     assert not training_processes(runs)

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
+from agent.cli.ui import ui_env
 from tests.ui_server import serve_ui
 from tools.core.paths import PROJECT_ROOT
 
@@ -46,8 +48,6 @@ def ui_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """`aegis ui` on 127.0.0.1 and a free port, state under tmp (conftest), limits that make a person decide."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
-    from agent.cli.ui import ui_env
 
     monkeypatch.setenv("AEGIS_SOFT_THRESHOLD_USD", SOFT_USD)
     monkeypatch.setenv("AEGIS_MAX_BUDGET_USD", HARD_USD)
@@ -59,8 +59,6 @@ def ui_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -102,8 +100,6 @@ def _pending(runs: Path) -> list[tuple[str, str]]:
 
 
 def _send(page, text: str) -> None:  # noqa: ANN001
-    from playwright.sync_api import expect
-
     page.locator("#chat-input").fill(text)
     expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)  # enabled once the socket is up
     page.locator("#chat-submit").click()
@@ -129,8 +125,6 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 def test_approve_trains_and_shows_the_report(ui_url: str, browser: object) -> None:
-    from playwright.sync_api import expect
-
     page = _open_chat(browser, ui_url)
     _send(page, REQUEST)
 
@@ -177,8 +171,6 @@ def test_approve_trains_and_shows_the_report(ui_url: str, browser: object) -> No
 def test_another_client_neither_sees_nor_answers_an_approval_and_cancel_trains_nothing(
     ui_url: str, browser: object
 ) -> None:
-    from playwright.sync_api import expect
-
     runs = Path(os.environ["AEGIS_RUNS_DIR"])
     page, mine = _open_client(browser, ui_url)
     _send(page, REQUEST)
@@ -221,8 +213,6 @@ def test_another_client_neither_sees_nor_answers_an_approval_and_cancel_trains_n
 
 
 def test_errors_are_plain_messages_and_the_server_keeps_serving(ui_url: str, browser: object) -> None:
-    from playwright.sync_api import expect
-
     page = _open_chat(browser, ui_url)
     _send(page, "LoRA fine-tune local:tiny-llama on data/missing.jsonl on a10g for 20 steps")
     expect(page.get_by_text(re.compile(r"data/missing\.jsonl' does not exist"))).to_be_visible(timeout=60_000)

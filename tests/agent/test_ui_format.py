@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from agent.approval import ApprovalRequest
 from agent.cli.ui import APP, register, ui_command, ui_env
 from agent.results import (
     ApprovalResult,
@@ -23,6 +22,7 @@ from tools.core.money import usd
 from tools.core.paths import PROJECT_ROOT
 from tools.core.spec import EvalCheck, TrainingSpec
 from tools.plan.preflight import PreflightCheck
+from tools.report.approval import ApprovalRequest
 
 SPEC = TrainingSpec(model_name="local:tiny-llama", dataset_path="data/sample.jsonl", target_gpu="a10g")
 
@@ -45,6 +45,7 @@ def facts(**changes: object) -> EstimateFacts:
         "max_budget_usd": 5.0,
         "spent_usd": 0.0,
         "spec": SPEC,
+        "quote_hash": "0123456789abcdef",
     }
     return EstimateFacts.model_validate(fields | changes)
 
@@ -164,6 +165,9 @@ def test_the_approval_lists_every_priced_attempt_and_the_time_limit() -> None:
         run_id="r1",
         request_id="req-1",
         spec_hash="abc",
+        quote_hash="q1",
+        estimate_hash="e1",
+        data_digest="d1",
         spec={"method": "lora", "model_name": "m", "dataset_path": "d", "num_gpus": 1, "target_gpu": "a10g"},
         estimated_cost_usd=0.5,
         estimated_duration_min=10.0,

@@ -25,6 +25,7 @@ import pytest
 
 from agent.cli.ui import ui_env
 from agent.session import TurnResult
+from agent.ui import app as chainlit_app
 from agent.ui.access import (
     ORIGINS_VAR,
     SECRET_VAR,
@@ -41,8 +42,6 @@ from agent.ui.pending import PendingIndex, owner_key
 from tests.ui_server import free_port, serve_ui, wait_http
 from tools.core.errors import AegisError
 from tools.core.paths import PROJECT_ROOT
-
-chainlit_app = pytest.importorskip("agent.ui.app")
 
 EVIL = "http://evil.example"
 SECRET = "s" * 40

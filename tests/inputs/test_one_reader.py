@@ -25,7 +25,6 @@ from tools.inputs.prepared import prepare
 from tools.inputs.tokenizer import load_tokenizer
 from tools.job.pipeline import run_pipeline
 from tools.job.state import new_job
-from tools.plan.estimator import estimate_spec
 from tools.recipe import data as script_reader
 from tools.recipe.formatting import to_messages
 
@@ -155,7 +154,9 @@ def test_a_tokenizer_that_yields_no_tokens_is_an_error_not_a_zero_count(data_dir
     with pytest.raises(DataError, match="no tokens|cannot tokenize"):
         load_tokenizer(str(model))
     with pytest.raises(DataError):
-        estimate_spec(parse_spec(_spec(sharegpt(data_dir / "s.jsonl"), model_name=str(model), target_gpu="l4")))
+        prepare(
+            parse_spec(_spec(sharegpt(data_dir / "s.jsonl"), model_name=str(model), target_gpu="l4")), data_dir / "p"
+        )
 
 
 def test_a_hub_dataset_id_is_downloaded_once_where_the_hub_answers(data_dir, monkeypatch):
@@ -178,10 +179,10 @@ def test_a_fresh_machine_counts_a_bundled_models_tokens_exactly(data_dir, monkey
     monkeypatch.setenv("AEGIS_MODEL_CACHE", str(data_dir / "fresh-model-cache"))
     load_tokenizer.cache_clear()
     try:
-        estimate = estimate_spec(parse_spec(_spec(sharegpt(data_dir / "s.jsonl"), target_gpu="a10g")))
+        prepared = prepare(parse_spec(_spec(sharegpt(data_dir / "s.jsonl"), target_gpu="a10g")), data_dir / "prep")
     finally:
         load_tokenizer.cache_clear()
-    assert not estimate.cost_breakdown.tokens_approximate
+    assert not prepared.data.stats.approximate
     assert (data_dir / "fresh-model-cache").is_dir()
 
 

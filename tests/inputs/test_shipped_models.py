@@ -59,7 +59,7 @@ def test_aegis_estimate_prices_every_shipped_model(model, tmp_path, capsys):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(_spec(model)))
     assert main(["estimate", str(spec), "--json"]) == 0
-    estimate = json.loads(capsys.readouterr().out)
+    estimate = json.loads(capsys.readouterr().out)["estimate"]
     assert estimate["estimated_cost_usd"] > 0 and estimate["cost_breakdown"]["gpu"] == "l4"
 
 

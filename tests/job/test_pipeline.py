@@ -138,7 +138,12 @@ def test_smollm2_learns_in_a_few_steps(tmp_path):
 def test_pause_and_resume_across_two_processes(tmp_path):
     env = {**os.environ, "AEGIS_RUNS_DIR": str(tmp_path / "runs"), "AEGIS_SOFT_THRESHOLD_USD": "0.0001"}
     env["AEGIS_BACKEND_PLUGINS"] = "tests.stand_ins:PaidGpuStandIn"  # both processes: the a10g's stand-in cloud
-    request = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 4, seq_len 128, for 3 steps on a10g"
+    env |= {"AEGIS_EVAL_ROWS": "8", "AEGIS_EVAL_GENERATIONS": "2", "AEGIS_EVAL_NEW_TOKENS": "16"}  # small evals
+    # Learning rate and steps that lower the tiny model's loss (as tests/use/conftest.py's run): it must pass its evals.
+    request = (
+        "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 4, seq_len 128, learning rate 1e-2, "
+        "for 6 steps on a10g"
+    )
 
     def aegis(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         """`aegis ARGS` in a process of its own: nothing is shared with the previous call but the run folder."""
@@ -151,7 +156,7 @@ def test_pause_and_resume_across_two_processes(tmp_path):
     folder = RunFolder(tmp_path / "runs" / thread)
     assert not any(e.phase == "train" for e in folder.events())
     second = aegis("resume", thread, "--approve", timeout=600)
-    assert second.returncode in (0, 4), second.stdout + second.stderr  # 4: trained, but the tiny model's evals failed
+    assert second.returncode == 0, second.stdout + second.stderr
     approvals = [e for e in folder.events() if e.phase == "approval"]
     assert len(approvals) == 1 and "person:cli.resume" in approvals[0].message
     assert [e.status for e in folder.events() if e.phase == "train"] == ["started", "completed"]

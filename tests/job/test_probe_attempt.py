@@ -12,7 +12,7 @@ from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
 from tools.core.status import Decision, JobStatus
 from tools.job.pipeline import run_pipeline
 from tools.job.state import JobState, new_job
-from tools.policy.store import SpendStore
+from tools.policy.store import spend_store
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sample.jsonl"
 PROBE_STEPS = 3
@@ -68,9 +68,9 @@ def test_the_probe_is_approved_and_billed_then_the_run_is_asked_for_again_at_a_m
     assert probe_asked.estimate.estimated_cost_usd < CostEstimate.model_validate(first).estimated_cost_usd
     assert not (job.folder.root / "probe").exists()  # nothing trained here before a person said yes
 
-    attempts = SpendStore().attempts(job_id=job.run_id)
+    attempts = spend_store().attempts(job_id=job.run_id)
     assert len(attempts) == 2 and all(a.captured_usd and a.captured_usd > 0 for a in attempts)  # both billed
-    grants = SpendStore().grants(job.run_id)
+    grants = spend_store().grants(job.run_id)
     assert [g.binding.spec_hash for g in grants] == [probe_asked.spec.spec_hash(), _spec().spec_hash()]
     assert [a.steps_completed for a in job.attempts] == [PROBE_STEPS, 8]  # the probe, then the full run
 
@@ -80,5 +80,5 @@ def test_a_person_who_declines_the_probe_starts_nothing(priced_cpu) -> None:
     person = Person(Decision.CANCEL)
     policy = BudgetPolicy(soft_threshold_usd=0.0, max_budget_usd=50.0)
     job = run_pipeline(new_job(policy), _spec(), ask=person, probe_steps=PROBE_STEPS)
-    assert len(person.shown) == 1 and job.attempts == [] and SpendStore().attempts(job_id=job.run_id) == []
+    assert len(person.shown) == 1 and job.attempts == [] and spend_store().attempts(job_id=job.run_id) == []
     assert job.status == JobStatus.CANCELLED

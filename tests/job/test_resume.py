@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from tools.core.spec import BudgetPolicy, parse_spec
+from tools.inputs.prepared import prepare
 from tools.job.pipeline import run_pipeline
 from tools.job.state import new_job
 from tools.plan.checkpoints import can_resume, checkpoint_interval, last_good_checkpoint, price_resumed
@@ -68,8 +69,10 @@ def test_a_timeout_heals_only_with_a_checkpoint():
     assert plan.new_spec == spec and "step 40" in plan.explanation
 
 
-def test_a_resumed_attempt_is_priced_for_the_steps_left():
-    full = estimate(parse_spec(tiny(target_gpu="a10g", num_epochs=3)))
+def test_a_resumed_attempt_is_priced_for_the_steps_left(tmp_path):
+    spec = parse_spec(tiny(target_gpu="a10g", num_epochs=3))
+    prepared = prepare(spec, tmp_path / "data")
+    full = estimate(spec, dataset_stats=prepared.data.stats, model_config=prepared.config())
     steps = full.cost_breakdown.total_steps
     resumed, saved_s, saved_usd = price_resumed(full, steps // 2, startup_seconds=30.0)
     assert resumed.estimated_cost_usd < full.estimated_cost_usd

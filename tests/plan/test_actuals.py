@@ -8,12 +8,19 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tools.core.spec import ExecutionResult, load_spec
+from tools.core.spec import CostEstimate, ExecutionResult, load_spec
+from tools.inputs.prepared import prepare
 from tools.plan.actuals import ActualRecord, apply_learning, learned_error, read_actuals, record_actual
-from tools.plan.estimator import estimate_spec
+from tools.plan.estimator import estimate
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = (ROOT / "data/specs/sample_lora.yaml").read_text() + "max_steps: 3\n"
+
+
+def sample_estimate(folder: Path) -> CostEstimate:
+    """The modelled estimate of the sample spec, its data prepared the way a job prepares it."""
+    prepared = prepare(load_spec(ROOT / "data/specs/sample_lora.yaml"), folder)
+    return estimate(prepared.spec, dataset_stats=prepared.data.stats, model_config=prepared.config())
 
 
 def record(ratio: float, status: str = "succeeded", gpu: str = "cpu") -> ActualRecord:
@@ -34,7 +41,7 @@ def record(ratio: float, status: str = "succeeded", gpu: str = "cpu") -> ActualR
 def test_the_measured_peak_is_recorded_in_the_estimates_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Runs measure MiB; the estimate is in GB of 1e9 bytes. MiB / 1024 (GiB) would read a run 7% below its estimate."""
     monkeypatch.setenv("AEGIS_HOME", str(tmp_path))
-    estimate = estimate_spec(load_spec(ROOT / "data/specs/sample_lora.yaml"))
+    estimate = sample_estimate(tmp_path)
     result = ExecutionResult(status="succeeded", duration_s=10.0, peak_memory_mb=1796.0)
     stored = record_actual("r", 1, estimate, result)
     assert stored.actual_memory_gb == pytest.approx(1796.0 * 2**20 / 1e9)  # 1.883 GB, not 1.754
@@ -48,8 +55,8 @@ def test_recent_error_uses_finished_runs_of_the_same_gpu_only():
     assert learned_error(records, "h100") is None
 
 
-def test_correction_applies_only_with_enough_runs():
-    estimate = estimate_spec(load_spec(ROOT / "data/specs/sample_lora.yaml"))
+def test_correction_applies_only_with_enough_runs(tmp_path: Path):
+    estimate = sample_estimate(tmp_path)
     few = apply_learning(estimate, learned_error([record(1.5), record(1.5)], "cpu"))
     assert few.cost_breakdown.estimated_seconds == estimate.cost_breakdown.estimated_seconds
     assert any("no correction applied" in n for n in few.cost_breakdown.notes)
@@ -59,7 +66,8 @@ def test_correction_applies_only_with_enough_runs():
 
 
 @pytest.mark.slow
-def test_after_three_local_runs_the_fourth_estimate_shows_their_error(tmp_path, capsys):
+def test_after_three_local_runs_the_fourth_estimate_shows_their_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AEGIS_LOCAL_PRICE_USD_PER_HOUR", "0.01")  # priced: modelled, never probed for free
     spec = tmp_path / "quick.yaml"
     spec.write_text(QUICK)
     for _ in range(3):
@@ -67,7 +75,7 @@ def test_after_three_local_runs_the_fourth_estimate_shows_their_error(tmp_path, 
     assert len([r for r in read_actuals() if r.status == "succeeded"]) == 3
     capsys.readouterr()
     assert main(["estimate", str(spec), "--json"]) == 0
-    estimate = json.loads(capsys.readouterr().out)
+    estimate = json.loads(capsys.readouterr().out)["estimate"]
     notes = estimate["cost_breakdown"]["notes"]
     assert any(n.startswith("the last 3 cpu runs took") for n in notes), notes
     assert any(n.startswith("corrected by") for n in notes), notes

@@ -9,10 +9,12 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
+from tests.stand_ins import shipped_estimate as estimate
 from tools.core.catalog import get_gpu
 from tools.core.errors import ModelError
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
 from tools.inputs.dataset import DatasetStats
+from tools.inputs.local_models import resolve_model
 from tools.inputs.model_config import (
     count_parameters,
     default_lora_targets,
@@ -21,8 +23,10 @@ from tools.inputs.model_config import (
     lora_trainable_params,
     model_stats,
 )
+from tools.inputs.prepared import prepare
 from tools.plan.calibration import CALIBRATION
-from tools.plan.estimator import estimate, estimate_spec, startup_seconds
+from tools.plan.estimator import estimate as price_spec
+from tools.plan.estimator import startup_seconds
 from tools.plan.memory import ScriptTraits, checkpoint_dtype, model_load_gb
 from tools.plan.timing import step_time
 from tools.report.presenters import format_estimate_table
@@ -40,6 +44,12 @@ def stats(rows: int = 20_000, tokens_per_row: int = 400, seq_len: int = 512) -> 
         approximate=False,
         tokenizer="test",
     )
+
+
+def prepared_estimate(spec: TrainingSpec, folder: Path) -> CostEstimate:
+    """The estimate of a spec whose data is read the one way a job reads it."""
+    prepared = prepare(spec, folder)
+    return price_spec(spec, dataset_stats=prepared.data.stats, model_config=prepared.config())
 
 
 def spec(**fields) -> TrainingSpec:
@@ -81,7 +91,6 @@ def test_local_folder_config(tmp_path: Path) -> None:
 
 
 def test_local_model_config_needs_no_build() -> None:
-    pytest.importorskip("tools.inputs.local_models")
     config = load_model_config("local:smollm2-135m-instruct")
     assert count_parameters(config) == count_parameters(load_model_config("HuggingFaceTB/SmolLM2-135M-Instruct"))
 
@@ -298,11 +307,11 @@ def test_estimate_is_deterministic() -> None:
     assert estimate(spec(), dataset_stats=stats()).estimate_hash() == first.estimate_hash()
 
 
-def test_estimate_spec_reads_the_real_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_prepared_spec_is_priced_from_the_real_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AEGIS_DATA_DIRS", str(tmp_path))
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps({"text": "word " * (i + 10)}) + "\n" for i in range(40)), encoding="utf-8")
-    est = estimate_spec(spec(model_name="llama-2-7b", dataset_path=str(path), method="qlora"))
+    est = prepared_estimate(spec(model_name="llama-2-7b", dataset_path=str(path), method="qlora"), tmp_path / "run")
     b = est.cost_breakdown
     assert b.dataset_rows == 40 and b.train_rows == 36
     assert b.tokens_approximate and any("approximate" in note for note in b.notes)
@@ -318,17 +327,16 @@ def test_table_shows_cost_parts_and_limits() -> None:
     assert "optimizer" in text and "does not fit" in text and "6.74B total" in text
 
 
-def test_estimate_spec_uses_the_built_local_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    local_models = pytest.importorskip("tools.inputs.local_models")
-    try:
-        local_models.resolve_model("local:tiny-llama", build=False)
-    except ModelError:
-        pytest.skip("local:tiny-llama is not built in this model cache")
+def test_a_prepared_spec_is_counted_with_the_built_local_tokenizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolve_model("local:tiny-llama")  # built on first use, as every test of the tiny model does
     monkeypatch.setenv("AEGIS_DATA_DIRS", str(tmp_path))
     path = tmp_path / "d.jsonl"
     rows = [{"prompt": f"question {i}", "completion": "answer " * (i + 1)} for i in range(20)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    est = estimate_spec(spec(model_name="local:tiny-llama", dataset_path=str(path), target_gpu="cpu", seq_len=64))
+    tiny = spec(model_name="local:tiny-llama", dataset_path=str(path), target_gpu="cpu", seq_len=64)
+    est = prepared_estimate(tiny, tmp_path / "run")
     b = est.cost_breakdown
     assert not b.tokens_approximate and "tiny-llama" in b.tokenizer
     assert b.total_params == count_parameters(load_model_config("local:tiny-llama"))
@@ -434,7 +442,7 @@ def test_estimate_json_carries_host_ram_and_eval_memory(capsys: pytest.CaptureFi
     from agent.cli import main
 
     assert main(["estimate", str(Path(__file__).resolve().parents[2] / "data/specs/llama2_a10g.yaml"), "--json"]) == 0
-    breakdown = json.loads(capsys.readouterr().out)["cost_breakdown"]
+    breakdown = json.loads(capsys.readouterr().out)["estimate"]["cost_breakdown"]
     assert breakdown["host_ram_gb"] > CALIBRATION.cpu_process_gb
     assert breakdown["eval_memory_gb"] > 4 * breakdown["total_params"] / 1e9
 

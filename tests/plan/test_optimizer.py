@@ -10,6 +10,7 @@ import pytest
 
 from tools.core.catalog import get_gpu, gpu_names
 from tools.core.errors import AegisError
+from tools.core.money import usd
 from tools.core.spec import BudgetPolicy, TrainingSpec
 from tools.inputs.dataset import DatasetStats
 from tools.inputs.model_config import load_model_config
@@ -80,7 +81,7 @@ def test_proposes_the_cheapest_gpu_the_job_fits_on():
     assert cheapest != "h100"
     assert proposal.changes == {"target_gpu": ["h100", cheapest]}
     assert proposal.estimate.estimated_cost_usd == pytest.approx(priced[cheapest].estimated_cost_usd)
-    assert proposal.summary.startswith(f"cheapest fitting spec: ${proposal.estimate.estimated_cost_usd:.4f} on")
+    assert proposal.summary.startswith(f"cheapest fitting spec: {usd(proposal.estimate.estimated_cost_usd)} on")
 
 
 GRID = [

@@ -7,14 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from tests.stand_ins import SANDBOXED, placed
+from tests.stand_ins import SANDBOXED, placed, shipped_estimate
 from tools.core.isolation import CodeFile, Isolation, IsolationFacts, Placement
 from tools.core.money import HOLD_MARGIN_S
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
 from tools.inputs.dataset import DatasetStats
-from tools.plan.estimator import estimate
 from tools.policy.gate import ApprovalRecord, attempt_limits, evaluate_gate
-from tools.policy.ledger import SpendLedger
 
 POLICY = BudgetPolicy(max_budget_usd=5.0, soft_threshold_usd=2.0, allow_auto_approve=True)
 DATA = DatasetStats(
@@ -36,11 +34,11 @@ def spec(**fields) -> TrainingSpec:
 
 def priced(usd: float, **fields) -> CostEstimate:
     """A real estimate, with its price set to a chosen figure to reach each gate branch."""
-    return placed(estimate(spec(**fields), dataset_stats=DATA)).model_copy(update={"estimated_cost_usd": usd})
+    return placed(shipped_estimate(spec(**fields), dataset_stats=DATA)).model_copy(update={"estimated_cost_usd": usd})
 
 
 def test_real_estimate_fits_and_is_auto_approved() -> None:
-    est = placed(estimate(spec(), dataset_stats=DATA))
+    est = placed(shipped_estimate(spec(), dataset_stats=DATA))
     assert est.fits and est.estimated_cost_usd < POLICY.soft_threshold_usd
     gate = evaluate_gate(est, POLICY)
     assert (gate.outcome, gate.decided_by) == ("approved", "policy:auto")
@@ -69,7 +67,7 @@ def test_gate_branches(usd: float, spent: float, policy: BudgetPolicy, outcome: 
 
 
 def test_job_that_does_not_fit_is_refused_even_when_cheap() -> None:
-    est = placed(estimate(spec(model_name="llama-2-7b", method="full_finetune"), "a10g", dataset_stats=DATA))
+    est = placed(shipped_estimate(spec(model_name="llama-2-7b", method="full_finetune"), "a10g", dataset_stats=DATA))
     gate = evaluate_gate(est.model_copy(update={"estimated_cost_usd": 0.10}), POLICY)
     assert gate.outcome == "refused" and not gate.fits
     assert "does not fit" in gate.reason and "a10g" in gate.reason
@@ -118,17 +116,8 @@ def test_an_attempt_limit_is_cut_to_what_the_money_left_pays_for() -> None:
         attempt_limits(estimated_seconds=600, price_usd_per_s=price, default_timeout_s=1800, remaining_usd=0.2)
 
 
-def test_ledger_counts_failed_attempts() -> None:
-    empty = SpendLedger()
-    one = empty.record(attempt=1, run_id="r1", status="failed", estimated_usd=1.5, actual_usd=1.25)
-    two = one.record(attempt=2, run_id="r1", status="succeeded", estimated_usd=1.5, actual_usd=1.75)
-    assert empty.entries == () and len(one.entries) == 1  # record returns a new ledger
-    assert two.spent_usd == pytest.approx(3.0)
-    assert SpendLedger.model_validate(two.model_dump(mode="json")) == two  # survives a JSON round trip
-
-
 def test_an_estimate_no_backend_here_can_run_is_refused_before_anything_is_asked() -> None:
-    est = estimate(spec(), dataset_stats=DATA).model_copy(
+    est = shipped_estimate(spec(), dataset_stats=DATA).model_copy(
         update={"placement": Placement(hint="modal: Modal is not configured")}
     )
     gate = evaluate_gate(est, POLICY)

@@ -23,11 +23,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import tools.policy.store as store_module
-from tests.stand_ins import placed
+from tests.stand_ins import placed, shipped_estimate
 from tools.core.errors import GuardRefusal, StorageError
 from tools.core.money import minimum_hold_usd
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
-from tools.plan.estimator import estimate
 from tools.policy.db import transaction
 from tools.policy.records import Binding, GrantState, HoldState, Lifecycle
 from tools.policy.store import SpendStore
@@ -41,7 +40,7 @@ THREAD = "thread-1"
 
 def priced(usd: float) -> CostEstimate:
     spec = TrainingSpec(model_name="TinyLlama/TinyLlama-1.1B-Chat-v1.0", dataset_path="d.jsonl")
-    est = placed(estimate(spec, dataset_stats=DATA))
+    est = placed(shipped_estimate(spec, dataset_stats=DATA))
     seconds = usd / PRICE
     breakdown = est.cost_breakdown.model_copy(update={"estimated_seconds": seconds})
     return est.model_copy(update={"estimated_cost_usd": usd, "cost_breakdown": breakdown})

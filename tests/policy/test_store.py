@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.stand_ins import placed
+from tests.stand_ins import placed, shipped_estimate
 from tools.core.errors import GuardRefusal, StorageError
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
-from tools.plan.estimator import estimate
 from tools.policy.records import Binding, GrantState, HoldState, Lifecycle
 from tools.policy.store import SpendStore
 
@@ -25,7 +24,7 @@ BOUND = Binding(spec_hash="spec-1", estimate_hash="unset", data_digest="bytes-1"
 
 def priced(usd: float) -> CostEstimate:
     spec = TrainingSpec(model_name="TinyLlama/TinyLlama-1.1B-Chat-v1.0", dataset_path="d.jsonl")
-    return placed(estimate(spec, dataset_stats=DATA)).model_copy(update={"estimated_cost_usd": usd})
+    return placed(shipped_estimate(spec, dataset_stats=DATA)).model_copy(update={"estimated_cost_usd": usd})
 
 
 def bound(est: CostEstimate, **changes: str) -> Binding:

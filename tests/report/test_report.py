@@ -201,7 +201,7 @@ def test_report_has_every_section_in_order(report):
         "| Attempts | 2 (failed, succeeded) |",
         "| Eval loss (before → after) | 2.9500 → 1.4100 |",
         "| Gate decision | approve by auto (policy) |",
-        "| Estimated vs actual cost | $0.1652 vs $0.1649 |",
+        "| Estimated vs actual cost | $0.17 vs $0.16 |",
         "| Hard limit (max_budget_usd) | $5.00 |",
         "| Soft threshold (auto-approve at or below) | $2.00 |",
         "| Decided by | auto (policy) |",

@@ -87,8 +87,8 @@ def test_a_measured_step_replaces_the_modelled_time(tmp_path: Path) -> None:
     spec = _spec(precision="fp32")
     prepared = prepare(spec, tmp_path / "data")
     measured = probe_cpu(spec, prepared.data, tmp_path / "probe")
-    modelled = estimate(spec, dataset_stats=prepared.data.stats)
-    priced = estimate(spec, dataset_stats=prepared.data.stats, measured=measured)
+    modelled = estimate(spec, dataset_stats=prepared.data.stats, model_config=prepared.config())
+    priced = estimate(spec, dataset_stats=prepared.data.stats, model_config=prepared.config(), measured=measured)
     b = priced.cost_breakdown
     assert modelled.cost_breakdown.time_source == "modelled" and b.time_source.startswith("measured: ")
     assert b.step_seconds == measured.step_seconds and b.measured_precision == "fp32"

@@ -3,8 +3,11 @@ evals report their progress phase by phase."""
 
 from __future__ import annotations
 
+import io
+
 import psutil
 import pytest
+from rich.console import Console
 
 from agent.cli.options import EXIT_EVALS_FAILED
 from agent.cli.output import TrainingProgress, job_exit_code, say_evals_failed
@@ -77,7 +80,7 @@ def test_eval_progress_is_drawn_in_the_terminal_and_the_page():
         tick()
         tick()
     assert [(e["done"], e["total"]) for e in seen] == [(0, 2), (1, 2), (2, 2)]
-    bars = TrainingProgress()
+    bars = TrainingProgress(Console(file=io.StringIO(), force_terminal=True))  # a terminal: Rich's bars
     with bars:
         for event in seen:
             bars.update(event)

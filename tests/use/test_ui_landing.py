@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.approval import ApprovalRequest
 from agent.ui.landing import STARTERS, spend_label
 from tests.agent.test_ui_browser import _open_chat, browser, ui_url  # noqa: F401 - fixtures
 from tools.core.status import Decision
+from tools.report.approval import ApprovalRequest
 
 
 @pytest.mark.browser

@@ -16,11 +16,19 @@ MIN_TIME_COVER = 1.25
 DASH = "—"
 
 
+SMALLEST_SHOWN = 0.0001  # an amount above zero but under this reads "under $0.0001", never "$0.0000"
+
+
 def usd(value: float | None) -> str:
-    """Dollars with enough digits that a cent's fraction shows: $0.0092, $0.50, $12.00; — when unknown."""
+    """Dollars with enough digits that a cent's fraction shows: $0.0092, $0.50, $12.00; — when unknown; a positive
+    amount too small for four decimals says so rather than print as nothing."""
     if value is None:
         return DASH
-    return f"${value:,.2f}" if value == 0 or abs(value) >= 0.1 else f"${value:,.4f}"
+    if value == 0 or abs(value) >= 0.1:
+        return f"${value:,.2f}"
+    if abs(value) < SMALLEST_SHOWN:
+        return f"{'-' if value < 0 else ''}under ${SMALLEST_SHOWN:.4f}"
+    return f"${value:,.4f}"
 
 
 def minimum_hold_usd(estimated_seconds: float, price_usd_per_s: float) -> float:

@@ -6,6 +6,7 @@ point all state at a folder of their own.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -108,7 +109,26 @@ def resolve_dataset_path(path: str | os.PathLike[str]) -> Path:
             f"dataset_path '{path}' is outside the allowed data folders ({roots}); "
             "move the file into one of them or set AEGIS_DATA_DIRS"
         )
-    raise DataError(f"dataset_path '{path}' does not exist (looked at {resolved}); check the path")
+    hint = _did_you_mean(text, [c.resolve().parent for c in candidates], allowed)
+    raise DataError(f"dataset_path '{path}' does not exist (looked at {resolved}); {hint or 'check the path'}")
+
+
+def _did_you_mean(text: str, folders: list[Path], allowed: list[Path]) -> str:
+    """'did you mean data/sample.jsonl?': up to three names like the missing one, from its folder, written the way
+    the person wrote the path; '' when none is close. Only allowed folders are looked in: no other name is shown."""
+    names: set[str] = set()
+    for folder in folders:
+        if any(folder.is_relative_to(root) for root in allowed) and folder.is_dir():
+            try:
+                names.update(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
+            except OSError:  # a folder we may not list gives no suggestion
+                continue
+    written = text.rstrip("/")
+    close = difflib.get_close_matches(Path(written).name, sorted(names), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    parent = written[: len(written) - len(Path(written).name)]
+    return f"did you mean {', '.join(parent + name for name in close)}?"
 
 
 def _hub_path(text: str) -> Path:

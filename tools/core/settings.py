@@ -65,7 +65,9 @@ class Settings(BaseSettings):
 
     # The agent
     model: str = Field(default="offline", description="offline, or openai:MODEL")
-    model_timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)
+    model_timeout_s: float = Field(
+        default=60.0, gt=0, allow_inf_nan=False, description="seconds a chat model call may take; not retried after"
+    )
     trace_flush_timeout_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     eval_dataset: str = Field(default="aegis-agent-scenarios", min_length=1)
     ui_users: Path | None = Field(default=None, description="name:scrypt-hash lines; turns on sign-in")

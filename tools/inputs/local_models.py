@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
@@ -19,7 +20,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,29 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def _quietly(log_path: Path) -> Iterator[None]:
+    """A build's library output (progress bars, warnings, transformers' notices) into its log, off the screen.
+
+    The GGUF reader's progress bar takes no switch, so stderr itself goes to the log while the model is built.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    with log_path.open("a", encoding="utf-8") as log, redirect_stderr(log):
+        handler = logging.StreamHandler(log)
+        hf_logging.disable_default_handler()  # it holds the real stderr
+        hf_logging.add_handler(handler)
+        try:
+            yield
+        finally:
+            hf_logging.remove_handler(handler)
+            hf_logging.enable_default_handler()
+            if bars:
+                hf_logging.enable_progress_bar()
+
+
 def _build_locked(key: str, folder: Path) -> bool:
     """Build into a temp folder beside the target and rename it in; another process may have won the race."""
     with _file_lock(folder.parent / f".{folder.name}.lock"):
@@ -235,7 +259,8 @@ def _build_locked(key: str, folder: Path) -> bool:
         try:
             started = time.perf_counter()
             try:
-                _BUILDERS[key](tmp)
+                with _quietly(folder.with_name(f"{folder.name}.build.log")):
+                    _BUILDERS[key](tmp)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelError(f"building local model '{key}' failed: {type(exc).__name__}: {exc}") from exc
             marker = {**_fingerprint(key), "build_seconds": round(time.perf_counter() - started, 2)}

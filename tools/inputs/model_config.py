@@ -110,10 +110,10 @@ def _folder_config(path: Path, trust_remote_code: bool) -> Any:
             f"the model in {path.parent} ships its own code (auto_map in config.json): set trust_remote_code: true "
             "to run it, isolated, after you have read it"
         )
-    return _config_from_dict(values, source=str(path))
+    return config_from_dict(values, source=str(path))
 
 
-def _config_from_dict(values: dict[str, Any], source: str) -> Any:
+def config_from_dict(values: dict[str, Any], source: str) -> Any:
     from transformers import AutoConfig
 
     values = dict(values)
@@ -134,7 +134,7 @@ def load_model_config(model_name: str, *, trust_remote_code: bool = False) -> An
     then runs in the sandbox only)."""
     name = model_name.strip()
     if name.lower().startswith("local:"):
-        return _config_from_dict(local_model_config(name), source=name)
+        return config_from_dict(local_model_config(name), source=name)
     from transformers import AutoConfig
 
     folder = Path(name).expanduser()
@@ -143,7 +143,7 @@ def load_model_config(model_name: str, *, trust_remote_code: bool = False) -> An
     file = _shipped_file(name)
     if file is not None:
         values = json.loads((CONFIGS_DIR / file).read_text(encoding="utf-8"))
-        return _config_from_dict(values, source=f"shipped config {file}")
+        return config_from_dict(values, source=f"shipped config {file}")
     try:
         return AutoConfig.from_pretrained(name, trust_remote_code=False)  # a Hub model's own code never runs here
     except Exception as exc:  # any hub/cache failure means the same thing to the person

@@ -40,7 +40,7 @@ from tools.inputs.dataset import (
     tokenizer_name,
 )
 from tools.inputs.hub_data import ensure_dataset
-from tools.inputs.model_config import check_seq_len, load_model_config
+from tools.inputs.model_config import check_seq_len, config_from_dict, load_model_config
 from tools.inputs.tokenizer import load_tokenizer
 from tools.recipe.formatting import IGNORE_INDEX, encode_record, prompt_text, to_messages
 
@@ -133,6 +133,15 @@ class PreparedSpec(BaseModel):
     spec: TrainingSpec
     spec_hash: str
     data: PreparedData
+    config_values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The model's config as read (the model's facts), as data; empty in a "
+        "record written before it was kept, which re-pricing prepares again.",
+    )
+
+    def config(self) -> Any:
+        """The model's transformers config, rebuilt from what was read: nothing is read again."""
+        return config_from_dict(self.config_values, source=self.spec.model_name)
 
 
 class _Loaded(NamedTuple):
@@ -145,9 +154,36 @@ class _Loaded(NamedTuple):
 
 
 def prepare(spec: TrainingSpec, folder: Path) -> PreparedSpec:
-    """Read, hash, copy and measure the spec's data once; the copies go under ``folder``."""
+    """Read, hash, copy and measure the spec's data once; the copies go under ``folder``.
+
+    Kept per (sources unchanged, model, tokenizer, seq_len, format, folder): a spec that changes only where it
+    runs or how it trains (a GPU, a method, a batch) is not read or tokenized again.
+    """
     config = load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
     check_seq_len(spec.model_name, spec.seq_len, config)
+    key = _cache_key(spec, folder)
+    kept = _PREPARED.get(key) if key is not None else None
+    if kept is not None and Path(kept.data.train_copy).is_file():
+        return PreparedSpec(spec=spec, spec_hash=spec.spec_hash(), data=kept.data, config_values=kept.config_values)
+    prepared = _prepare(spec, folder, config)
+    if key is not None:
+        _PREPARED[key] = prepared
+    return prepared
+
+
+def _cache_key(spec: TrainingSpec, folder: Path) -> tuple[Any, ...] | None:
+    """What the data's facts depend on; None when a source cannot be named without reading it (a Hub id)."""
+    try:
+        sources = tuple(
+            SourceIdentity.of(resolve_dataset_path(path)) if path else None
+            for path in (spec.dataset_path, spec.eval_dataset_path)
+        )
+    except Exception:  # not on this machine yet: _load fetches or names it
+        return None
+    return (sources, spec.model_name, spec.trust_remote_code, spec.seq_len, spec.dataset_format, str(folder))
+
+
+def _prepare(spec: TrainingSpec, folder: Path, config: Any) -> PreparedSpec:
     train = _load(spec.dataset_path)
     evals = _load(spec.eval_dataset_path) if spec.eval_dataset_path else None
     digest = hashlib.sha256(b"[0]" + train.data + b"[1]" + (evals.data if evals else b"")).hexdigest()
@@ -186,7 +222,7 @@ def prepare(spec: TrainingSpec, folder: Path) -> PreparedSpec:
         train_rows=train_facts,
         eval_rows=eval_facts,
     )
-    return PreparedSpec(spec=spec, spec_hash=spec.spec_hash(), data=data)
+    return PreparedSpec(spec=spec, spec_hash=spec.spec_hash(), data=data, config_values=config.to_dict())
 
 
 def training_records(data: PreparedData) -> list[dict[str, Any]]:
@@ -302,3 +338,4 @@ def _parse(data: bytes, copy: Path, original: str) -> list[dict[str, Any]]:
 
 
 _RECORDS: dict[str, list[dict[str, Any]]] = {}
+_PREPARED: dict[tuple[Any, ...], PreparedSpec] = {}

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tools.core.errors import AegisError, GuardRefusal
+from tools.core.money import usd
 from tools.core.paths import resolve_dataset_path
 from tools.core.spec import ExecutionResult
-from tools.core.status import EventStatus, JobStatus
+from tools.core.status import AttemptStatus, EventStatus, JobStatus
 from tools.core.stop import StopCheck, stop_requested
 from tools.inputs.datafile import data_digest
 from tools.inputs.local_models import resolve_model
@@ -37,7 +38,7 @@ from tools.job.state import (
 )
 from tools.plan.actuals import record_actual
 from tools.policy.records import Binding, HoldState, Ticket
-from tools.policy.store import SpendStore
+from tools.policy.store import spend_store
 from tools.run.backend import Attempt
 from tools.run.local import MetricsTail, result_from_records
 from tools.run.render import RenderedScript, render_script
@@ -99,7 +100,7 @@ def run_job(job: JobState, *, on_progress: ProgressFn | None = None, should_stop
     backend = job_backend(job)
     seconds = est.cost_breakdown.estimated_seconds
     try:
-        ticket = SpendStore().start_attempt(
+        ticket = spend_store().start_attempt(
             job.run_id,
             grant_id=job.approval.grant_id if job.approval else None,
             binding=Binding(spec_hash=spec.spec_hash(), estimate_hash=est.estimate_hash(), data_digest=digest),
@@ -128,7 +129,7 @@ def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: Progress
         job.record(
             "train",
             "started",
-            f"attempt {ticket.attempt} on {job_backend(job).name}: holds ${ticket.held_usd:.4f} for at most "
+            f"attempt {ticket.attempt} on {job_backend(job).name}: holds {usd(ticket.held_usd)} for at most "
             f"{ticket.timeout_s / 60:.0f} min",
             attempt=ticket.attempt,
             spec_hash=spec.spec_hash(),
@@ -152,7 +153,7 @@ def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: Progress
         result = _execute(job, ticket, rendered, on_progress, stop, guard)
     except BaseException as exc:
         billed = (time.time() - ticket.started) * ticket.price_usd_per_s
-        SpendStore().capture(ticket.attempt_id, min(billed, ticket.held_usd), "error")
+        spend_store().capture(ticket.attempt_id, min(billed, ticket.held_usd), "error")
         if watchdog is not None:
             watchdog.release()
         if isinstance(exc, Exception) and not isinstance(exc, AegisError):
@@ -187,33 +188,25 @@ def _execute(
 
 
 def book_attempt(job: JobState, ticket: Ticket, result: ExecutionResult) -> JobState:
-    """Capture the attempt's bill in the store (releasing the rest of its hold), then in the job and its log."""
-    SpendStore().capture(ticket.attempt_id, result.actual_cost_usd, result.status)
+    """Capture the attempt's bill in the store (releasing the rest of its hold), then note it in the job's log."""
+    spend_store().capture(ticket.attempt_id, result.actual_cost_usd, result.status)
     est = require_estimate(job)
     record_actual(job.run_id, ticket.attempt, est, result)
-    ledger = job.ledger.record(
-        attempt=ticket.attempt,
-        run_id=job.run_id,
-        status=result.status,
-        estimated_usd=est.estimated_cost_usd,
-        actual_usd=result.actual_cost_usd,
-    )
-    status = {"succeeded": JobStatus.RUNNING, "interrupted": JobStatus.INTERRUPTED}.get(result.status, JobStatus.FAILED)
-    job = job.model_copy(
-        update={"attempts": [*job.attempts, result], "ledger": ledger, "status": status, "rendered": None}
-    )
+    ended = {AttemptStatus.SUCCEEDED: JobStatus.RUNNING, AttemptStatus.INTERRUPTED: JobStatus.INTERRUPTED}
+    status = ended.get(AttemptStatus(result.status), JobStatus.FAILED)
+    job = job.model_copy(update={"attempts": [*job.attempts, result], "status": status, "rendered": None})
     summary = result.model_dump(mode="json", exclude={"loss_curve"})
-    if result.status == "succeeded":
+    if result.status == AttemptStatus.SUCCEEDED:
         job.record(
             "train",
             "completed",
             f"attempt {ticket.attempt} finished: loss {result.initial_train_loss:.3f} → {result.final_train_loss:.3f}, "
-            f"{result.tokens_per_s:.0f} tokens/s, {result.duration_s:.0f} s, billed ${result.actual_cost_usd:.4f}",
+            f"{result.tokens_per_s:.0f} tokens/s, {result.duration_s:.0f} s, billed {usd(result.actual_cost_usd)}",
             result=summary,
             captured_usd=result.actual_cost_usd,
         )
     else:
-        event_status = EventStatus.INTERRUPTED if result.status == "interrupted" else EventStatus.FAILED
+        event_status = EventStatus.INTERRUPTED if result.status == AttemptStatus.INTERRUPTED else EventStatus.FAILED
         job.record(
             "train",
             event_status,
@@ -227,7 +220,7 @@ def book_attempt(job: JobState, ticket: Ticket, result: ExecutionResult) -> JobS
 def recover_orphan(workdir: Path) -> int:
     """After the process that ran an attempt died: book it as interrupted and write the report, once."""
     ticket = Ticket.model_validate_json((workdir / TICKET_FILE).read_text(encoding="utf-8"))
-    store = SpendStore()
+    store = spend_store()
     row = next((a for a in store.attempts(job_id=ticket.job_id) if a.attempt_id == ticket.attempt_id), None)
     if row is None or row.state is HoldState.CAPTURED:
         return 0  # booked by its own process before it died

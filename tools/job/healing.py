@@ -7,7 +7,7 @@ from typing import Any
 
 from tools.core.errors import AegisError, GuardRefusal
 from tools.core.spec import EvalCheck, EvalResult
-from tools.core.status import JobStatus
+from tools.core.status import AttemptStatus, JobStatus
 from tools.evals.model_evals import run_evals
 from tools.evals.progress import EvalProgress
 from tools.evals.thresholds import EvalThresholds
@@ -33,7 +33,7 @@ def evaluate_job(
     as if its training had failed. The event says what contained the eval worker (``isolation``; None: not started).
     """
     spec = require_spec(job)
-    if not job.attempts or job.attempts[-1].status != "succeeded" or job.prepared is None:
+    if not job.attempts or job.attempts[-1].status != AttemptStatus.SUCCEEDED or job.prepared is None:
         raise GuardRefusal("there is no successful training attempt to evaluate")
     t = thresholds or EvalThresholds.from_config()
     job.record(
@@ -91,7 +91,7 @@ def remediate_job(job: JobState) -> JobState:
     The healed spec is estimated but not approved: it goes back through the gate like any other spec.
     """
     spec = require_spec(job)
-    if not job.attempts or job.attempts[-1].status == "succeeded":
+    if not job.attempts or job.attempts[-1].status == AttemptStatus.SUCCEEDED:
         raise GuardRefusal("the last attempt did not fail; there is nothing to remediate")
     if job.remediations and job.remediations[-1].attempt == len(job.attempts):
         raise GuardRefusal(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from tools.core.errors import GuardRefusal
 from tools.core.spec import TrainingSpec
-from tools.core.status import Decision, JobStatus
+from tools.core.status import AttemptStatus, Decision, JobStatus
 from tools.job.approval import decide, gate_job, open_request
 from tools.job.attempt import run_job
 from tools.job.healing import evaluate_job, remediate_job
@@ -44,7 +44,7 @@ def run_pipeline(
         if job.status != JobStatus.PLANNING:
             return report_job(job)
     job = _through_gate(gate_job(job), ask)
-    while job.status == "approved":
+    while job.status == JobStatus.APPROVED:
         try:
             job = run_job(job, on_progress=on_progress)
         except GuardRefusal as exc:
@@ -52,10 +52,10 @@ def run_pipeline(
             job = job.model_copy(update={"status": JobStatus.REFUSED})
             break
         last = job.attempts[-1]
-        if last.status == "succeeded":
+        if last.status == AttemptStatus.SUCCEEDED:
             job = evaluate_job(job, on_progress=on_progress)
             break
-        if last.status == "interrupted" or last.failure_class not in REMEDIATE_ON:
+        if last.status == AttemptStatus.INTERRUPTED or last.failure_class not in REMEDIATE_ON:
             break
         try:
             job = remediate_job(job)
@@ -94,9 +94,9 @@ def _probe_attempt(job: JobState, steps: int, ask: AskFn, on_progress: ProgressF
 def _through_gate(job: JobState, ask: AskFn) -> JobState:
     """Loop while a person keeps asking to optimize; stop at approve, cancel or refusal."""
     for _ in range(5):
-        if job.status == "planning":
+        if job.status == JobStatus.PLANNING:
             job = gate_job(job)
-        if job.status != "awaiting_approval":
+        if job.status != JobStatus.AWAITING_APPROVAL:
             return job
         job, _shown = open_request(job, secrets.token_hex(8))
         decision, who = ask(job)

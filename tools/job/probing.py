@@ -13,7 +13,7 @@ from tools.core.errors import AegisError
 from tools.core.measured import MeasuredTime
 from tools.core.money import usd
 from tools.core.spec import TrainingSpec
-from tools.core.status import JobStatus
+from tools.core.status import AttemptStatus, JobStatus
 from tools.job.planning import estimate_job, set_spec
 from tools.job.state import JobState, require_estimate, require_spec
 from tools.run.probe import step_timing
@@ -38,7 +38,7 @@ def probe_share(job: JobState, full_cost_usd: float) -> str:
 
 def measured_by_probe(job: JobState) -> MeasuredTime | None:
     """Seconds per step and the fixed start of the job's last attempt, read from its metrics; None if too short."""
-    if not job.attempts or job.attempts[-1].status != "succeeded":
+    if not job.attempts or job.attempts[-1].status != AttemptStatus.SUCCEEDED:
         return None
     result = job.attempts[-1]
     metrics = job.folder.attempt_dir(len(job.attempts)) / "metrics.jsonl"

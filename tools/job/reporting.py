@@ -6,7 +6,7 @@ from __future__ import annotations
 from tools.core.errors import AegisError
 from tools.core.status import JobStatus
 from tools.job.state import JobState, require_spec
-from tools.policy.store import SpendStore
+from tools.policy.store import spend_store
 from tools.report.provenance import provenance
 from tools.report.report import plot_loss_curve, write_report
 from tools.report.tracking import collect, redact_uri, track
@@ -40,6 +40,7 @@ def report_job(job: JobState, outcome: str | None = None) -> JobState:
         events=job.folder.events(),
         outcome=final,
         preflight=job.preflight,
+        quote_hash=job.quote.quote_hash if job.quote else None,
     )
     job = job.model_copy(update={"report_path": str(path)})
     job.record("report", "completed", f"report written to {path}", path=str(path))
@@ -48,7 +49,7 @@ def report_job(job: JobState, outcome: str | None = None) -> JobState:
     job.folder.write_json(PROVENANCE_FILE, provenance().model_dump(mode="json"))
     if job.attempts:
         track_job(job, str(final))
-    SpendStore().close(job.run_id, f"ended {final}; report written")
+    spend_store().close(job.run_id, f"ended {final}; report written")
     return job
 
 

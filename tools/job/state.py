@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.core.errors import AegisError, GuardRefusal
 from tools.core.money import minimum_hold_usd
@@ -20,11 +20,11 @@ from tools.core.status import Decision, EventStatus, JobStatus
 from tools.inputs.prepared import PreparedSpec
 from tools.plan.checkpoints import ResumePoint
 from tools.plan.preflight import PreflightReport
+from tools.plan.quote import Quote
 from tools.plan.remediation import Remediation
 from tools.policy.gate import ApprovalRecord, GateOutcome
-from tools.policy.ledger import SpendLedger
-from tools.policy.records import Binding
-from tools.policy.store import SpendStore
+from tools.policy.records import Binding, Lifecycle
+from tools.policy.store import spend_store
 from tools.run.backend import AUTO, Backend, NoBackend, get_backend
 
 TERMINAL: frozenset[JobStatus] = frozenset(
@@ -60,21 +60,15 @@ class JobState(BaseModel):
     thread_id: str = ""
     spec: TrainingSpec | None = None
     policy: BudgetPolicy = Field(default_factory=BudgetPolicy)
-    estimate: CostEstimate | None = None
-    estimate_spec_hash: str | None = None
-    cpu_offer: CostEstimate | None = Field(
-        default=None, description="When no backend here has the target: the same job estimated on this CPU."
-    )
+    quote: Quote | None = Field(default=None, description="The price of the current spec: what every view shows.")
     prepared: PreparedSpec | None = Field(default=None, description="The current spec, its data read once.")
     preflight: PreflightReport | None = None
-    checkpoint_every: int | None = None
     resume: ResumePoint | None = None
     gate: GateOutcome | None = None
     approval: ApprovalRecord | None = None
     pending_request_id: str | None = None
     decision: Decision | None = None
     decided_by: str | None = None
-    ledger: SpendLedger = Field(default_factory=SpendLedger)
     retry_count: int = 0
     max_retries: int = Field(default=3, ge=0, le=10)
     rendered: RenderedRef | None = None
@@ -89,9 +83,46 @@ class JobState(BaseModel):
         default=None, description="While a probe attempt is the current spec: the full spec it will re-price."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _written_before_quotes(cls, values: Any) -> Any:
+        """A job recorded before quotes (an old job.json, a thread paused before an upgrade) still reads: its
+        estimate becomes the quote it was shown with, and the ledger's copy of the store's money is dropped."""
+        if not isinstance(values, dict) or "estimate" not in values:
+            return values
+        values = dict(values)
+        estimate, spec_hash = values.pop("estimate"), values.pop("estimate_spec_hash", None)
+        offer, every = values.pop("cpu_offer", None), values.pop("checkpoint_every", None)
+        values.pop("ledger", None)
+        if estimate is not None and spec_hash:
+            digest = ((values.get("prepared") or {}).get("data") or {}).get("digest", "")
+            values["quote"] = Quote(
+                spec_hash=spec_hash,
+                data_digest=digest,
+                estimate=estimate,
+                cpu_offer=offer,
+                checkpoint_every=every or 1,
+                policy=values.get("policy") or BudgetPolicy(),
+                spent_usd=0.0,
+            ).sealed()
+        return values
+
     @property
     def folder(self) -> RunFolder:
         return RunFolder(Path(self.run_dir))
+
+    @property
+    def estimate(self) -> CostEstimate | None:
+        """The quote's estimate of the target, when the job has a quote."""
+        return self.quote.estimate if self.quote is not None else None
+
+    @property
+    def cpu_offer(self) -> CostEstimate | None:
+        return self.quote.cpu_offer if self.quote is not None else None
+
+    @property
+    def checkpoint_every(self) -> int | None:
+        return self.quote.checkpoint_every if self.quote is not None else None
 
     @property
     def thread(self) -> str:
@@ -120,7 +151,7 @@ def new_job(
         get_backend(backend)  # an unknown name is refused before anything is written
     folder = RunFolder.create(run_id)
     thread = thread_id or folder.run_id
-    SpendStore().open_job(folder.run_id, thread, policy, max_retries)
+    spend_store().open_job(folder.run_id, thread, policy, max_retries)
     job = JobState(
         run_id=folder.run_id,
         run_dir=str(folder.root),
@@ -142,16 +173,52 @@ def new_job(
     return job
 
 
+def job_for_request(
+    previous: JobState | None,
+    policy: BudgetPolicy,
+    *,
+    asked_budget_usd: float | None,
+    thread_id: str | None,
+    max_retries: int,
+    backend: str = AUTO,
+    local_memory_limit_mb: int | None = None,
+) -> JobState:
+    """The job a new request in a thread works on: the thread's job while nothing has run and it is open (its
+    policy tightened by the request's budget, never loosened), else a new job in the same thread.
+
+    The new job's gate counts everything spent and held in the thread: money is the thread's, not the job's.
+    """
+    policy = policy.tightened(asked_budget_usd)
+    store = spend_store()
+    if previous is not None:
+        open_ = store.job(previous.run_id).lifecycle is Lifecycle.OPEN
+        if not previous.attempts and previous.status not in TERMINAL and open_:
+            return previous.model_copy(update={"policy": store.tighten(previous.run_id, policy).policy})
+    run_id = thread_id if thread_id and previous is None else None
+    return new_job(
+        policy,
+        max_retries=max_retries,
+        backend=backend,
+        run_id=run_id,
+        thread_id=thread_id,
+        local_memory_limit_mb=local_memory_limit_mb,
+    )
+
+
 def require_spec(job: JobState) -> TrainingSpec:
     if job.spec is None:
         raise AegisError("there is no training spec yet")
     return job.spec
 
 
-def require_estimate(job: JobState) -> CostEstimate:
-    if job.estimate is None or job.spec is None or job.estimate_spec_hash != job.spec.spec_hash():
+def require_quote(job: JobState) -> Quote:
+    if job.quote is None or job.spec is None or job.quote.spec_hash != job.spec.spec_hash():
         raise GuardRefusal("there is no cost estimate for the current spec; estimate it first")
-    return job.estimate
+    return job.quote
+
+
+def require_estimate(job: JobState) -> CostEstimate:
+    return require_quote(job).estimate
 
 
 def binding(job: JobState) -> Binding:

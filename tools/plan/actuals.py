@@ -15,9 +15,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tools.core.money import usd
 from tools.core.paths import aegis_home
 from tools.core.runlog import append_line, read_lines
 from tools.core.spec import AwareUTC, CostEstimate, ExecutionResult
+from tools.core.status import AttemptStatus
 
 log = logging.getLogger("aegis.actuals")
 WINDOW = 5
@@ -88,7 +90,7 @@ def read_actuals() -> list[ActualRecord]:
 
 def learned_error(records: list[ActualRecord], gpu: str, window: int = WINDOW) -> Learned | None:
     """Median measured/estimated ratios over the last ``window`` finished runs on this GPU kind."""
-    done = [r for r in records if r.gpu == gpu and r.status == "succeeded" and r.estimated_seconds > 0]
+    done = [r for r in records if r.gpu == gpu and r.status == AttemptStatus.SUCCEEDED and r.estimated_seconds > 0]
     recent = done[-window:]
     if not recent:
         return None
@@ -121,7 +123,7 @@ def apply_learning(estimate: CostEstimate, learned: Learned | None) -> CostEstim
     seconds = bd.estimated_seconds * learned.time_ratio
     notes.append(
         f"corrected by {learned.time_ratio:.2f}x from the ledger: {bd.estimated_seconds:.0f} s → {seconds:.0f} s, "
-        f"${estimate.estimated_cost_usd:.4f} → ${estimate.estimated_cost_usd * learned.time_ratio:.4f}"
+        f"{usd(estimate.estimated_cost_usd)} → {usd(estimate.estimated_cost_usd * learned.time_ratio)}"
     )
     breakdown = bd.model_copy(update={"notes": notes, "estimated_seconds": seconds})
     return estimate.model_copy(

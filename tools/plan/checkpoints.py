@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.core.money import usd
 from tools.core.settings import settings
 from tools.core.spec import CostEstimate, TrainingSpec
 
@@ -118,7 +119,7 @@ def price_resumed(
     cost = estimate.estimated_cost_usd * scale
     note = (
         f"resumes from the checkpoint at step {done} of {total}: prices the {total - done} steps left, "
-        f"${estimate.estimated_cost_usd - cost:.4f} and {saved_seconds / 60:.1f} min less than a restart"
+        f"{usd(estimate.estimated_cost_usd - cost)} and {saved_seconds / 60:.1f} min less than a restart"
     )
     breakdown = bd.model_copy(update={"estimated_seconds": seconds, "notes": [*bd.notes, note]})
     resumed = estimate.model_copy(

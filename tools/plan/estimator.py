@@ -1,7 +1,7 @@
 """Cost, time and memory of a fine-tuning job, before anything runs.
 
 ``estimate`` is a pure function of the spec, the GPU, the dataset's token statistics and the model's
-config; ``estimate_spec`` reads those inputs from disk (dataset, shipped config, cached tokenizer).
+config; it reads nothing (the job's quote, ``tools.job.quoting``, reads the inputs once).
 
 Time: FLOPs / effective throughput + a startup allowance. Training FLOPs per token follow the usual
 accounting (forward 2N, backward 4N with N the matmul parameters): full fine-tuning 6N; LoRA/QLoRA 4N
@@ -28,15 +28,7 @@ from tools.core.catalog import GPU, get_gpu
 from tools.core.measured import MeasuredTime
 from tools.core.spec import CostBreakdown, CostEstimate, TrainingSpec
 from tools.inputs.dataset import DatasetStats
-from tools.inputs.dataset import dataset_stats as measure_dataset
-from tools.inputs.model_config import (
-    ModelStats,
-    default_lora_targets,
-    load_model_config,
-    lora_trainable_params,
-    model_stats,
-)
-from tools.inputs.tokenizer import load_tokenizer_offline
+from tools.inputs.model_config import ModelStats, default_lora_targets, lora_trainable_params, model_stats
 from tools.plan.calibration import CALIBRATION
 from tools.plan.memory import (
     AEGIS_SCRIPT,
@@ -227,20 +219,19 @@ def estimate(
     spec: TrainingSpec,
     gpu: str | None = None,
     *,
-    dataset_stats: DatasetStats | None = None,
-    model_config: Any = None,
+    dataset_stats: DatasetStats,
+    model_config: Any,
     script: ScriptTraits = AEGIS_SCRIPT,
     measured: MeasuredTime | None = None,
     price_usd_per_sec: float | None = None,
 ) -> CostEstimate:
-    """Price the spec on a GPU (default: its target). Pure given dataset_stats and model_config; missing ones are read.
+    """Price the spec on a GPU (default: its target) from its data's token statistics and the model's config.
 
     script: what the training script does beyond the spec; Aegis's own unless a benchmark describes another.
     measured: a probe's step and startup on the machine that will train (tools/run/probe.py), used over the model.
     price_usd_per_sec: what its backend bills a second, all devices together; default the catalog's per GPU."""
     gpu_info = get_gpu(gpu or spec.target_gpu)
-    config = model_config or load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
-    data = dataset_stats or read_dataset_stats(spec)
+    config, data = model_config, dataset_stats
     stats = model_stats(config)
     trainable = _trainable(spec, config)
     prec = precision(spec, gpu_info)
@@ -282,20 +273,4 @@ def estimate(
         estimated_vram_gb=vram,
         estimated_duration_min=time.seconds / 60.0,
         cost_breakdown=breakdown,
-    )
-
-
-def read_dataset_stats(spec: TrainingSpec) -> DatasetStats:
-    """The spec's dataset measured with the model's tokenizer when it is on this machine, else approximately."""
-    tokenizer = load_tokenizer_offline(spec.model_name)
-    return measure_dataset(spec.dataset_path, spec.dataset_format, tokenizer, spec.seq_len)
-
-
-def estimate_spec(spec: TrainingSpec, gpu: str | None = None) -> CostEstimate:
-    """Estimate from the real inputs: the dataset measured with the model's tokenizer, the model's config."""
-    return estimate(
-        spec,
-        gpu,
-        dataset_stats=read_dataset_stats(spec),
-        model_config=load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code),
     )

@@ -8,16 +8,17 @@ Quality levers the person set (epochs, learning rate, batch) are never touched.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from tools.core.catalog import get_gpu, gpu_names
 from tools.core.errors import AegisError
+from tools.core.money import usd
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec, parse_spec
 from tools.inputs.dataset import DatasetStats
-from tools.inputs.model_config import load_model_config
-from tools.plan.estimator import estimate, read_dataset_stats
+from tools.plan.estimator import estimate
 
 Scored = tuple[TrainingSpec, CostEstimate]  # a variant of the spec and its estimate
 
@@ -63,17 +64,15 @@ def optimize_spec(
     policy: BudgetPolicy,
     *,
     spent_usd: float = 0.0,
-    dataset_stats: Any = None,
-    model_config: Any = None,
+    dataset_stats: DatasetStats,
+    model_config: Any,
+    gpus: Collection[str] | None = None,
 ) -> OptimizationProposal:
-    """Propose the cheapest spec that fits; raise AegisError naming the near misses when nothing does."""
-    stats = dataset_stats if dataset_stats is not None else read_dataset_stats(spec)
-    config = (
-        model_config
-        if model_config is not None
-        else load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
-    )
-    scored = _search(spec, stats, config)
+    """Propose the cheapest spec that fits; raise AegisError naming the near misses when nothing does.
+
+    gpus: the GPUs something here can run (the caller's backends); default every catalog GPU.
+    """
+    scored = _search(spec, dataset_stats, model_config, gpus)
     choice = _choose(spec, scored)
     if choice is None:
         raise AegisError(
@@ -92,7 +91,7 @@ def optimize_spec(
     )
 
 
-def _search(spec: TrainingSpec, stats: DatasetStats, config: Any) -> list[Scored]:
+def _search(spec: TrainingSpec, stats: DatasetStats, config: Any, runnable: Collection[str] | None) -> list[Scored]:
     """Every variant of the spec over the GPUs and levers, each with its estimate.
 
     A sharded (FSDP) and a checkpointed variant are tried only where the plain one does not fit, and only if the
@@ -101,6 +100,7 @@ def _search(spec: TrainingSpec, stats: DatasetStats, config: Any) -> list[Scored
     # Cloud GPUs are interchangeable for a price; a local card (no Modal name) is only the one the person has.
     cloud = [g for g in gpu_names() if g != "cpu" and get_gpu(g).modal_name is not None]
     gpus = ["cpu"] if spec.target_gpu == "cpu" else cloud if get_gpu(spec.target_gpu).modal_name else [spec.target_gpu]
+    gpus = [g for g in gpus if runnable is None or g in runnable]
     methods = [spec.method] + (["qlora"] if spec.method != "qlora" and spec.target_gpu != "cpu" else [])
     seqs = [spec.seq_len]
     if (shorter := shorter_seq_len(spec.seq_len, stats.max_tokens_per_row)) is not None:
@@ -154,10 +154,10 @@ def _summary(
 ) -> str:
     budget_note = ""
     if spent_usd + est.estimated_cost_usd > policy.max_budget_usd:
-        budget_note = f" It is still above the hard limit ${policy.max_budget_usd:.2f}; the gate will refuse it."
+        budget_note = f" It is still above the hard limit {usd(policy.max_budget_usd)}; the gate will refuse it."
     changed = ", ".join(f"{k}: {a} → {b}" for k, [a, b] in changes.items()) or "no change: already the cheapest"
     return (
-        f"cheapest fitting spec: ${est.estimated_cost_usd:.4f} on {spec.target_gpu} "
+        f"cheapest fitting spec: {usd(est.estimated_cost_usd)} on {spec.target_gpu} "
         f"({est.estimated_vram_gb:.1f} GB); changes: {changed}.{budget_note}"
     )
 

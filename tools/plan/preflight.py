@@ -42,11 +42,11 @@ class PreflightReport(BaseModel):
 
     @property
     def failures(self) -> list[PreflightCheck]:
-        return [c for c in self.checks if c.status == "fail"]
+        return [c for c in self.checks if c.status == CheckStatus.FAIL]
 
     def summary(self) -> str:
         if self.passed:
-            warned = [c.detail for c in self.checks if c.status == "warn"]
+            warned = [c.detail for c in self.checks if c.status == CheckStatus.WARN]
             return "pre-flight passed" + (f" with warnings: {'; '.join(warned)}" if warned else "")
         return "pre-flight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
 

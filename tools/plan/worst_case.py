@@ -15,9 +15,7 @@ from tools.core.errors import GuardRefusal
 from tools.core.money import MONEY_EPSILON, minimum_hold_usd
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
 from tools.inputs.dataset import DatasetStats
-from tools.inputs.model_config import load_model_config
 from tools.plan.estimator import estimate as price
-from tools.plan.estimator import read_dataset_stats
 from tools.plan.remediation import plan_remediation
 
 
@@ -49,7 +47,8 @@ def plan_worst_case(
     max_retries: int,
     spent_usd: float,
     price_usd_per_s: float = 0.0,
-    dataset_stats: DatasetStats | None = None,
+    dataset_stats: DatasetStats,
+    model_config: Any,
 ) -> WorstCase:
     """Price every attempt the rules allow and count how many retries the remaining budget covers.
 
@@ -57,8 +56,7 @@ def plan_worst_case(
     (``minimum_hold_usd`` at ``price_usd_per_s``, the runner's price), stays under the hard limit: the
     rule the spend store applies when the retry starts.
     """
-    stats = dataset_stats if dataset_stats is not None else read_dataset_stats(spec)
-    config = load_model_config(spec.model_name, trust_remote_code=spec.trust_remote_code)
+    stats, config = dataset_stats, model_config
     attempts = [
         PlannedAttempt(
             attempt=1,

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.isolation import Placement
-from tools.core.money import HOLD_MARGIN_S, MIN_TIME_COVER, MONEY_EPSILON
+from tools.core.money import HOLD_MARGIN_S, MIN_TIME_COVER, MONEY_EPSILON, usd
 from tools.core.settings import settings
 from tools.core.spec import AwareUTC, BudgetPolicy, CostEstimate
 from tools.core.status import GateVerdict
@@ -98,18 +98,18 @@ def evaluate_gate(
             decided_by=AUTO_APPROVER if kind is GateVerdict.APPROVED else None,
         )
 
-    spend = f"estimate ${cost:.2f}" + (f" plus ${spent_usd:.2f} already spent or held" if spent_usd else "")
+    spend = f"estimate {usd(cost)}" + (f" plus {usd(spent_usd)} already spent or held" if spent_usd else "")
     place = estimate.placement or Placement(hint="it was never placed on a backend")
     if (refused := placement_refusal(place)) is not None:
         return outcome(GateVerdict.REFUSED, refused)
     if total > policy.max_budget_usd + MONEY_EPSILON:
-        return outcome(GateVerdict.REFUSED, f"{spend} exceeds the hard limit of ${policy.max_budget_usd:.2f}")
+        return outcome(GateVerdict.REFUSED, f"{spend} exceeds the hard limit of {usd(policy.max_budget_usd)}")
     if spent_usd + min_hold_usd > policy.max_budget_usd + MONEY_EPSILON:
         return outcome(
             GateVerdict.REFUSED,
             f"the attempt's time limit must allow {MIN_TIME_COVER:g}x its estimated time, so it can bill up to "
-            f"${min_hold_usd:.2f}; with ${spent_usd:.2f} already spent or held that exceeds the hard limit of "
-            f"${policy.max_budget_usd:.2f} (the estimate alone is ${cost:.2f})",
+            f"{usd(min_hold_usd)}; with {usd(spent_usd)} already spent or held that exceeds the hard limit of "
+            f"{usd(policy.max_budget_usd)} (the estimate alone is {usd(cost)})",
         )
     if not b.fits:
         return outcome(
@@ -123,14 +123,14 @@ def evaluate_gate(
         return outcome(GateVerdict.NEEDS_HUMAN, f"{said}; a person must approve")
     if total <= policy.soft_threshold_usd + MONEY_EPSILON and policy.allow_auto_approve:
         return outcome(
-            GateVerdict.APPROVED, f"{spend} is within the soft threshold of ${policy.soft_threshold_usd:.2f}"
+            GateVerdict.APPROVED, f"{spend} is within the soft threshold of {usd(policy.soft_threshold_usd)}"
         )
     if total <= policy.soft_threshold_usd + MONEY_EPSILON:
         return outcome(GateVerdict.NEEDS_HUMAN, f"{spend} is within the soft threshold, but auto-approve is off")
     return outcome(
         GateVerdict.NEEDS_HUMAN,
-        f"{spend} is above the soft threshold of ${policy.soft_threshold_usd:.2f} "
-        f"(hard limit ${policy.max_budget_usd:.2f}); a person must approve",
+        f"{spend} is above the soft threshold of {usd(policy.soft_threshold_usd)} "
+        f"(hard limit {usd(policy.max_budget_usd)}); a person must approve",
     )
 
 
@@ -147,8 +147,8 @@ def attempt_limits(
     timeout = min(default_timeout_s, affordable_s)
     if not math.isfinite(timeout) or timeout < MIN_TIME_COVER * estimated_seconds or timeout <= 0:
         raise ValueError(
-            f"the ${max(remaining_usd, 0.0):.2f} left under the hard limit pays for {max(affordable_s, 0.0) / 60:.1f} "
-            f"min at ${price_usd_per_s * 3600:.2f}/h, and this attempt is estimated at {estimated_seconds / 60:.1f} min "
+            f"the {usd(max(remaining_usd, 0.0))} left under the hard limit pays for {max(affordable_s, 0.0) / 60:.1f} "
+            f"min at {usd(price_usd_per_s * 3600)}/h, and this attempt is estimated at {estimated_seconds / 60:.1f} min "
             f"(its time limit must be at least {MIN_TIME_COVER:g}x that)"
         )
     return AttemptLimits(

@@ -21,7 +21,7 @@ from tools.core.errors import GuardRefusal
 from tools.core.paths import aegis_home
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy, CostEstimate
-from tools.core.status import Decision
+from tools.core.status import Decision, GateVerdict
 from tools.policy.db import (
     attempt_from,
     grant_from,
@@ -52,11 +52,16 @@ def default_store_path() -> Path:
     return (settings().spend_db or aegis_home() / "spend.sqlite").expanduser()
 
 
+def spend_store() -> SpendStore:
+    """The installation's spend store, where the operator's settings put it: the one way code finds the money."""
+    return SpendStore(default_store_path())
+
+
 class SpendStore:
     """Every money decision of every process on this machine, one transaction each."""
 
-    def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path is not None else default_store_path()
+    def __init__(self, path: Path):
+        self.path = Path(path)
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -137,7 +142,7 @@ class SpendStore:
             require_open(job)
             spent = thread_money(db, job.thread_id).committed_usd
             outcome = evaluate_gate(estimate, job.policy, spent, min_hold_usd)
-            if outcome.outcome != "approved":
+            if outcome.outcome != GateVerdict.APPROVED:
                 return outcome, None
             grant = insert_grant(db, job_id, binding, estimate.estimated_cost_usd, outcome.decided_by or "", None)
             return outcome, grant
@@ -169,11 +174,15 @@ class SpendStore:
 
     def request_shown(self, job_id: str, key: str) -> tuple[str, str] | None:
         """(request id, what the person was shown) when this job already asked under this key, else None."""
+        request_id = f"req-{job_id}-{key}"
+        payload = self.payload(request_id)
+        return (request_id, payload) if payload is not None else None
+
+    def payload(self, request_id: str) -> str | None:
+        """What the person was shown with this request, as recorded when it was put to them."""
         with transaction(self.path) as db:
-            row = db.execute(
-                "SELECT request_id, payload FROM requests WHERE request_id = ?", (f"req-{job_id}-{key}",)
-            ).fetchone()
-            return (row["request_id"], row["payload"]) if row is not None else None
+            row = db.execute("SELECT payload FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+            return row["payload"] if row is not None else None
 
     def answer(
         self,
@@ -211,7 +220,7 @@ class SpendStore:
                 "UPDATE requests SET state = ?, answer_id = ?, decision = ?, decided_by = ? WHERE request_id = ?",
                 (RequestState.ANSWERED.value, answer_id, decision, decided_by, request_id),
             )
-            if decision == "cancel":
+            if decision == Decision.CANCEL:
                 db.execute(
                     "UPDATE jobs SET lifecycle = ?, reason = ? WHERE job_id = ?",
                     (Lifecycle.CANCELLED.value, f"cancelled by {decided_by}", job.job_id),
@@ -220,7 +229,7 @@ class SpendStore:
                     "UPDATE grants SET state = ?, reason = 'job cancelled' WHERE job_id = ? AND state = ?",
                     (GrantState.VOID.value, job.job_id, GrantState.OPEN.value),
                 )
-            if decision != "approve":
+            if decision != Decision.APPROVE:
                 return Answered(decision=decision, decided_by=decided_by)
             binding = Binding(
                 spec_hash=row["spec_hash"], estimate_hash=row["estimate_hash"], data_digest=row["data_digest"]
@@ -229,7 +238,7 @@ class SpendStore:
                 raise GuardRefusal("the estimate changed since the question was asked; nothing was approved")
             spent = thread_money(db, job.thread_id).committed_usd
             outcome = evaluate_gate(estimate, job.policy, spent, min_hold_usd)
-            if outcome.outcome == "refused":
+            if outcome.outcome == GateVerdict.REFUSED:
                 return Answered(decision=decision, decided_by=decided_by, gate=outcome)
             grant = insert_grant(db, job.job_id, binding, estimate.estimated_cost_usd, decided_by, request_id)
             return Answered(decision=decision, decided_by=decided_by, grant=grant, gate=outcome)

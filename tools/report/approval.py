@@ -1,4 +1,5 @@
-"""The approval request and the person's answer: small typed records the CLI and Chainlit share."""
+"""The approval request and the person's answer: what every entry (CLI, chat, Chainlit, ``aegis train``) shows at
+the gate and records as shown, and what it answers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tools.core.isolation import CodeFile
 from tools.core.money import usd
 from tools.core.spec import TrainingSpec
 from tools.core.status import Decision
-from tools.plan.optimizer import Candidate
+from tools.plan.optimizer import Candidate, OptimizationProposal
 from tools.plan.worst_case import PlannedAttempt
 
 NEAR_MISSES = 3
@@ -27,6 +28,16 @@ class OptimizationOffer(BaseModel):
     changes: dict[str, list[Any]]
     candidates: list[Candidate]
     spec_hash: str | None = None  # the proposed spec's: the offer shows only while it is the job's spec
+
+    @classmethod
+    def of(cls, proposal: OptimizationProposal, refused_because: str) -> OptimizationOffer:
+        return cls(
+            refused_because=refused_because,
+            summary=proposal.summary,
+            changes=proposal.changes,
+            candidates=proposal.candidates,
+            spec_hash=proposal.spec.spec_hash(),
+        )
 
     @property
     def near_misses(self) -> list[Candidate]:
@@ -70,6 +81,9 @@ class ApprovalRequest(BaseModel):
     run_id: str
     request_id: str = Field(description="The spend store's record of this question; an answer names it.")
     spec_hash: str
+    quote_hash: str = Field(description="The quote shown: the same hash as the estimate and the report carry.")
+    estimate_hash: str
+    data_digest: str
     spec: TrainingSpec
     estimated_cost_usd: float
     estimated_duration_min: float

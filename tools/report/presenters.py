@@ -7,6 +7,7 @@ from rich.table import Table
 
 from tools.core.money import usd
 from tools.core.spec import BudgetPolicy, CostBreakdown, CostEstimate
+from tools.plan.quote import Quote
 
 GB = 1e9
 
@@ -37,6 +38,39 @@ def _host_ram(b: CostBreakdown, needed_gb: float) -> str:
     return f"{needed_gb:.2f} GB on the {b.gpu} machine{processes} (the catalog has no host RAM figure)"
 
 
+def format_quote_table(quote: Quote) -> Table:
+    """The quote as a table: the estimate against its limits, then what the approval will show beside it."""
+    table = format_estimate_table(quote.estimate, quote.policy)
+    place = quote.estimate.placement
+    if place is not None:
+        table.add_row("Where", place.where())
+    if quote.worst_case is not None:
+        worst = quote.worst_case
+        costs = ", ".join(f"#{a.attempt} {usd(a.estimated_cost_usd)}" for a in worst.attempts)
+        table.add_row("Worst case, every retry", f"{usd(worst.worst_case_usd)} ({costs})")
+    if quote.cap is not None:
+        cap = quote.cap
+        table.add_row(
+            "One attempt",
+            cap.short_by
+            or f"stopped after {_duration(cap.timeout_s / 60)}, bills at most {usd(cap.max_attempt_cost_usd)}",
+        )
+    table.add_row("Checkpoint", f"every {quote.checkpoint_every:,} steps")
+    if quote.cpu_offer is not None:
+        offer = quote.cpu_offer
+        table.add_row(
+            "On this CPU instead",
+            f"{usd(offer.estimated_cost_usd)}, {_duration(offer.estimated_duration_min)}, "
+            f"{offer.estimated_vram_gb:.1f} GB ({'fits' if offer.fits else 'does not fit'})",
+        )
+    if quote.offer is not None:
+        table.add_row("Optimizer", quote.offer.summary)
+    elif quote.no_offer:
+        table.add_row("Optimizer", quote.no_offer)
+    table.add_row("Quote", quote.quote_hash)
+    return table
+
+
 def format_estimate_table(estimate: CostEstimate, policy: BudgetPolicy | None = None) -> Table:
     """The estimate as a table for the CLI, with the budget limits beside the cost when a policy is given."""
     b = estimate.cost_breakdown
@@ -51,7 +85,7 @@ def format_estimate_table(estimate: CostEstimate, policy: BudgetPolicy | None = 
         table.add_row("Within hard limit", "[red]no[/red]" if over else "yes")
     source = "measured" if b.time_source.startswith("measured") else "modelled"
     table.add_row("Time", f"{_duration(estimate.estimated_duration_min)} ({source})")
-    table.add_row("Price", f"${b.gpu_price_usd_per_sec * 3600:.2f}/h per GPU")
+    table.add_row("Price", f"{usd(b.gpu_price_usd_per_sec * 3600)}/h per GPU")
     parts = (
         f"weights {b.weights_gb:.2f} + grads {b.gradients_gb:.2f} + optimizer {b.optimizer_gb:.2f} "
         f"+ activations {b.activations_gb:.2f} + overhead {b.overhead_gb:.2f}"

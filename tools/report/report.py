@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from tools.core.money import DASH, usd
 from tools.core.paths import TEMPLATES_DIR
 from tools.core.runlog import RunFolder
 from tools.core.spec import BudgetPolicy, CostEstimate, EvalResult, ExecutionResult, RunEvent, TrainingSpec
@@ -23,7 +24,6 @@ from tools.plan.remediation import Remediation
 TEMPLATE = "report.md.j2"
 MAX_CELL = 400
 MAX_ERROR = 2000
-DASH = "—"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -43,10 +43,6 @@ def code_block(text: str, limit: int = MAX_ERROR) -> str:
     """Text for a fenced block: bounded, and unable to close the fence early."""
     text = text if len(text) <= limit else text[:limit] + "\n…"
     return text.replace("```", "'''")
-
-
-def usd(value: float | None) -> str:
-    return DASH if value is None else f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def num(value: float | None, digits: int = 4) -> str:
@@ -301,10 +297,12 @@ def write_report(
     events: list[RunEvent],
     outcome: str,
     preflight: PreflightReport | None = None,
+    quote_hash: str | None = None,
 ) -> Path:
     """Write REPORT.md (and loss_curve.png) into the run's folder and return the report's path.
 
     remediations: one record per healing step (the failed attempt it followed, rule, explanation, changes).
+    quote_hash: the quote of the last spec: the same hash its estimate and its approval showed.
     """
     curve = plot_loss_curve(attempts, run.loss_curve_path)
     context = {
@@ -313,6 +311,7 @@ def write_report(
         "summary": _summary(spec, estimate, gate, attempts, eval_result, outcome),
         "spec_json": spec.model_dump_json(indent=2),
         "spec_hash": spec.spec_hash(),
+        "quote_hash": quote_hash,
         "policy": policy,
         "preflight": preflight,
         "estimate": estimate,

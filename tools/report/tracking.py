@@ -24,6 +24,7 @@ from tools.core.paths import runs_dir
 from tools.core.runlog import RunFolder, read_lines
 from tools.core.settings import settings
 from tools.core.spec import EvalResult, ExecutionResult, TrainingSpec
+from tools.core.status import JobStatus
 from tools.report.provenance import provenance
 
 TENSORBOARD_DIR = "tensorboard"
@@ -213,7 +214,13 @@ def log_mlflow(run: TrackedRun, uri: str | None = None) -> str:
         client.log_batch(mlflow_id, tags=tags[i : i + 90])
     for path in run.artifacts:
         client.log_artifact(mlflow_id, path)
-    status = "FINISHED" if run.outcome == "succeeded" else "FAILED" if run.outcome != "interrupted" else "KILLED"
+    status = (
+        "FINISHED"
+        if run.outcome == JobStatus.SUCCEEDED
+        else "FAILED"
+        if run.outcome != JobStatus.INTERRUPTED
+        else "KILLED"
+    )
     client.set_terminated(mlflow_id, status=status)
     return mlflow_id
 

@@ -27,6 +27,7 @@ from tools.core.paths import aegis_home
 from tools.core.runlog import write_cache_entry
 from tools.core.settings import settings
 from tools.core.spec import TrainingSpec
+from tools.core.status import AttemptStatus
 from tools.core.stop import StopCheck
 from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import PreparedData
@@ -111,9 +112,9 @@ def _probe_one(
         extra={"max_steps": PROBE_STEPS, "precision": precision},
     )
     result = run_local(probe_spec, workdir, rendered, timeout_s=PROBE_TIMEOUT_S, memory_limit_mb=None, should_stop=stop)
-    if result.status == "interrupted":
+    if result.status == AttemptStatus.INTERRUPTED:
         raise AegisError("the probe was stopped: a stop was requested")
-    timing = step_timing(rendered.metrics_path, result.duration_s) if result.status == "succeeded" else None
+    timing = step_timing(rendered.metrics_path, result.duration_s) if result.status == AttemptStatus.SUCCEEDED else None
     if timing is None:
         raise AegisError(f"the probe run failed ({result.failure_class}): {result.error_message or 'no error text'}")
     return ProbeRun(precision=precision, micro_seconds=timing.step_seconds, startup_seconds=timing.startup_seconds)

@@ -138,6 +138,10 @@ def sandbox_env(home: str, threads: int) -> dict[str, str]:
         "OMP_NUM_THREADS": n,
         "MKL_NUM_THREADS": n,
         "TOKENIZERS_PARALLELISM": "false",
+        # Progress bars (tqdm, the Hub's, datasets') redrawn into a log file are noise: the run reports its own steps.
+        "TQDM_DISABLE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         # pyarrow's default pool reserves 1 GB of writable address space at import, which RLIMIT_DATA counts.
         "ARROW_DEFAULT_MEMORY_POOL": "system",
     }

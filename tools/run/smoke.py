@@ -20,6 +20,7 @@ from tools.core.paths import aegis_home, model_cache_dir
 from tools.core.runlog import write_cache_entry
 from tools.core.settings import settings
 from tools.core.spec import TrainingSpec
+from tools.core.status import AttemptStatus, CheckStatus
 from tools.core.stop import StopCheck
 from tools.inputs.local_models import resolve_model
 from tools.inputs.model_config import load_model_config
@@ -235,10 +236,10 @@ def smoke_run(
         "changes": changed,
         "log": result.log_path,
     }
-    if result.status == "interrupted":
+    if result.status == AttemptStatus.INTERRUPTED:
         detail = "the CPU smoke run was stopped: a stop was requested"
         return PreflightCheck(name="cpu_smoke_run", status="fail", detail=detail), smoke
-    if result.status != "succeeded" or result.steps_completed < 1:
+    if result.status != AttemptStatus.SUCCEEDED or result.steps_completed < 1:
         detail = (
             f"the script bound for {spec.target_gpu} failed its CPU smoke run ({result.failure_class}): "
             f"{result.error_message or 'no error text'}; log: {result.log_path}"
@@ -275,7 +276,7 @@ def run_preflight(
         )
     checks = data_checks(data, spec.seq_len)
     smoke = None
-    if not any(c.status == "fail" for c in checks):
+    if not any(c.status == CheckStatus.FAIL for c in checks):
         try:
             rendered = render_script(
                 spec,
@@ -288,13 +289,13 @@ def run_preflight(
             checks.append(check_script(rendered.config_path))
         except AegisError as exc:
             checks.append(PreflightCheck(name="script", status="fail", detail=str(exc)))
-    if not any(c.status == "fail" for c in checks) and spec.target_gpu != "cpu":
+    if not any(c.status == CheckStatus.FAIL for c in checks) and spec.target_gpu != "cpu":
         check, smoke = smoke_run(spec, data, workdir / "smoke", should_stop)
         checks.append(check)
     rows = data.train_rows
     return PreflightReport(
         spec_hash=prepared.spec_hash,
-        passed=not any(c.status == "fail" for c in checks),
+        passed=not any(c.status == CheckStatus.FAIL for c in checks),
         checks=checks,
         rows=rows.rows,
         truncated_rows=rows.truncated_rows,

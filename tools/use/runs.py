@@ -16,7 +16,7 @@ from tools.core.errors import AegisError
 from tools.core.paths import runs_dir
 from tools.core.runlog import RunFolder
 from tools.core.spec import ExecutionResult, TrainingSpec
-from tools.core.status import JobStatus
+from tools.core.status import AttemptStatus, JobStatus
 from tools.job.reporting import JOB_FILE
 from tools.job.state import JobState
 
@@ -66,7 +66,7 @@ class RunRecord:
         """The number and result of the attempt whose model the run kept: its last successful one."""
         attempts = self.job.attempts if self.job is not None else []
         for n in range(len(attempts), 0, -1):
-            if attempts[n - 1].status == "succeeded":
+            if attempts[n - 1].status == AttemptStatus.SUCCEEDED:
                 return n, attempts[n - 1]
         outcome = self.outcome()
         raise AegisError(
