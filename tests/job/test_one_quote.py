@@ -25,7 +25,7 @@ REQUEST = "LoRA fine-tune local:tiny-llama on data/sample.jsonl with batch size 
 
 
 def _runs() -> list[Path]:
-    return sorted(Path(os.environ["AEGIS_RUNS_DIR"]).glob("*"))
+    return sorted(p.parent for p in Path(os.environ["AEGIS_RUNS_DIR"]).glob("*/events.jsonl"))
 
 
 def _chat_quote(capsys: pytest.CaptureFixture[str], gpu: str, *flags: str) -> tuple[dict, Path]:
