@@ -16,9 +16,10 @@ from tools.core.spec import BudgetPolicy, parse_spec
 from tools.inputs.prepared import prepare
 from tools.job.pipeline import run_pipeline
 from tools.job.state import new_job
-from tools.plan.checkpoints import can_resume, checkpoint_interval, last_good_checkpoint, price_resumed
+from tools.plan.checkpoints import can_resume, checkpoint_interval, price_resumed
 from tools.plan.estimator import estimate
 from tools.plan.remediation import plan_remediation
+from tools.run.checkpoint_files import last_good_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 FREE = BudgetPolicy(soft_threshold_usd=1.0, max_budget_usd=5.0)

@@ -10,8 +10,9 @@ import pytest
 from agent.cli import main
 from tools.core.spec import CostEstimate, ExecutionResult, load_spec
 from tools.inputs.prepared import prepare
-from tools.plan.actuals import ActualRecord, apply_learning, learned_error, read_actuals, record_actual
+from tools.plan.actuals import ActualRecord, apply_learning, learned_error
 from tools.plan.estimator import estimate
+from tools.run.actuals_log import read_actuals, record_actual
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = (ROOT / "data/specs/sample_lora.yaml").read_text() + "max_steps: 3\n"

@@ -36,9 +36,9 @@ from tools.job.state import (
     require_estimate,
     require_spec,
 )
-from tools.plan.actuals import record_actual
 from tools.policy.records import Binding, HoldState, Ticket
 from tools.policy.store import spend_store
+from tools.run.actuals_log import record_actual
 from tools.run.backend import Attempt
 from tools.run.local import MetricsTail, result_from_records
 from tools.run.render import RenderedScript, render_script

@@ -15,8 +15,9 @@ from tools.inputs.local_models import resolve_model
 from tools.inputs.prepared import training_records
 from tools.job.planning import estimate_job, set_spec
 from tools.job.state import JobState, ProgressFn, require_spec
-from tools.plan.checkpoints import ResumePoint, can_resume, last_good_checkpoint
+from tools.plan.checkpoints import ResumePoint, can_resume
 from tools.plan.remediation import Remediation, plan_remediation
+from tools.run.checkpoint_files import last_good_checkpoint
 
 
 def evaluate_job(

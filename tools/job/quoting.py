@@ -20,13 +20,14 @@ from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
 from tools.core.status import EventStatus
 from tools.inputs.model_config import model_stats, remote_code_files
 from tools.inputs.prepared import PreparedSpec, prepare
-from tools.plan.actuals import ActualRecord, apply_learning, learned_error, read_actuals
+from tools.plan.actuals import ActualRecord, apply_learning, learned_error
 from tools.plan.checkpoints import ResumePoint, checkpoint_interval, max_loss_share, price_resumed
 from tools.plan.estimator import estimate, startup_seconds
 from tools.plan.optimizer import OptimizationProposal, optimize_spec
 from tools.plan.quote import AttemptCap, Quote
 from tools.plan.worst_case import plan_worst_case
 from tools.policy.gate import attempt_limits
+from tools.run.actuals_log import read_actuals
 from tools.run.backend import AUTO, Backend, NoBackend, choose_backend, get_backend
 from tools.run.probe import probe_cpu
 

@@ -1,27 +1,22 @@
 """Estimates that learn from actuals.
 
 Every attempt's estimated and measured time, peak memory and cost go to a local ledger
-(``$AEGIS_HOME/actuals.jsonl``, append-only). A new estimate for the same GPU kind shows the
+(``$AEGIS_HOME/actuals.jsonl``, append-only; written and read by ``tools.run.actuals_log``). A new estimate for the same GPU kind shows the
 recent error, and once there are enough finished runs it is corrected by their median ratio,
 saying so. Only finished attempts teach: a failed one stopped early and would bias the ratio.
 """
 
 from __future__ import annotations
 
-import logging
 import statistics
 from datetime import UTC, datetime
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.money import usd
-from tools.core.paths import aegis_home
-from tools.core.runlog import append_line, read_lines
-from tools.core.spec import AwareUTC, CostEstimate, ExecutionResult
+from tools.core.spec import AwareUTC, CostEstimate
 from tools.core.status import AttemptStatus
 
-log = logging.getLogger("aegis.actuals")
 WINDOW = 5
 MIN_RUNS_FOR_CORRECTION = 3
 
@@ -51,41 +46,6 @@ class Learned(BaseModel):
     runs: int
     time_ratio: float
     memory_ratio: float
-
-
-def ledger_path() -> Path:
-    return aegis_home() / "actuals.jsonl"
-
-
-def record_actual(run_id: str, attempt: int, estimate: CostEstimate, result: ExecutionResult) -> ActualRecord:
-    record = ActualRecord(
-        run_id=run_id,
-        attempt=attempt,
-        gpu=estimate.cost_breakdown.gpu,
-        status=result.status,
-        estimated_seconds=estimate.cost_breakdown.estimated_seconds,
-        actual_seconds=result.duration_s,
-        estimated_memory_gb=estimate.estimated_vram_gb,
-        actual_memory_gb=result.peak_memory_gb,
-        estimated_cost_usd=estimate.estimated_cost_usd,
-        actual_cost_usd=result.actual_cost_usd,
-    )
-    path = ledger_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    append_line(path, record.model_dump_json())
-    return record
-
-
-def read_actuals() -> list[ActualRecord]:
-    """Every whole record of the ledger; a torn or foreign line is skipped with a warning, never fatal."""
-    records = []
-    path = ledger_path()
-    for number, line in enumerate(read_lines(path), start=1):
-        try:
-            records.append(ActualRecord.model_validate_json(line))
-        except ValidationError:
-            log.warning("skipped line %d of %s: not a whole record (a torn write?)", number, path)
-    return records
 
 
 def learned_error(records: list[ActualRecord], gpu: str, window: int = WINDOW) -> Learned | None:
