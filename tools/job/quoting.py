@@ -155,7 +155,13 @@ def _cpu_offer(prepared: PreparedSpec, placement: Placement, history: list[Actua
     """The same job on this CPU, where it can run: offered, never run under the target's approval."""
     local = get_backend("local")
     here = placement.model_copy(update={"backend": local.name, "isolation": local.isolation(), "hint": None})
-    on_cpu = estimate(prepared.spec, "cpu", dataset_stats=prepared.data.stats, model_config=prepared.config())
+    on_cpu = estimate(
+        prepared.spec,
+        "cpu",
+        dataset_stats=prepared.data.stats,
+        model_config=prepared.config(),
+        price_usd_per_sec=local.price_usd_per_sec(prepared.spec.model_copy(update={"target_gpu": "cpu"})),
+    )
     return apply_learning(on_cpu, learned_error(history, "cpu")).model_copy(update={"placement": here})
 
 

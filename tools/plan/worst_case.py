@@ -46,7 +46,7 @@ def plan_worst_case(
     *,
     max_retries: int,
     spent_usd: float,
-    price_usd_per_s: float = 0.0,
+    price_usd_per_s: float,
     dataset_stats: DatasetStats,
     model_config: Any,
 ) -> WorstCase:
@@ -54,7 +54,8 @@ def plan_worst_case(
 
     A retry is covered when what the attempts before it cost, plus the least its own time limit can bill
     (``minimum_hold_usd`` at ``price_usd_per_s``, the runner's price), stays under the hard limit: the
-    rule the spend store applies when the retry starts.
+    rule the spend store applies when the retry starts. Every retry is priced at the backend's price, the one
+    its bill will use.
     """
     stats, config = dataset_stats, model_config
     attempts = [
@@ -74,7 +75,7 @@ def plan_worst_case(
         except GuardRefusal:
             break
         current = plan.new_spec
-        cost = price(current, dataset_stats=stats, model_config=config)
+        cost = price(current, dataset_stats=stats, model_config=config, price_usd_per_sec=price_usd_per_s)
         attempts.append(
             PlannedAttempt(
                 attempt=retry + 2,
