@@ -176,7 +176,8 @@ def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setitem(local_models._BUILDERS, TINY_LLAMA, lambda out: open(out / "x" / "y"))
     with pytest.raises(ModelError, match="building local model 'local:tiny-llama' failed: FileNotFoundError"):
         resolve_model(TINY_LLAMA)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".tiny-llama.lock"]
+    # No half-built model is left; the build's own log stays, for whoever asks why it failed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tiny-llama.lock", "tiny-llama.build.log"]
 
 
 def test_tiny_tokenizer_round_trips_and_has_a_chat_template(tiny):
