@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tools.core.catalog import get_gpu, gpu_names
 from tools.core.errors import AegisError
@@ -119,9 +120,11 @@ def build_quote(
         target, saved_s, saved_usd = price_resumed(target, resume.step, startup)  # the estimate's own startup
         resume = resume.model_copy(update={"saved_usd": saved_usd, "saved_seconds": saved_s})
     target = target.model_copy(update={"placement": placement})
-    cpu_offer = _cpu_offer(prepared, placement, history) if backend is None and spec.target_gpu != "cpu" else None
+    cpu_offer = (
+        _cpu_offer(prepared, config, placement, history) if backend is None and spec.target_gpu != "cpu" else None
+    )
     worst, cap, offer = None, None, None
-    if backend is not None and price is not None:
+    if backend is not None and price is not None:  # both or neither: the price narrows the type
         worst = plan_worst_case(
             spec,
             target,
@@ -134,7 +137,7 @@ def build_quote(
         )
         cap = _cap(backend, target, price, policy.max_budget_usd - spent_usd)
         if not target.fits or spent_usd + target.estimated_cost_usd > policy.max_budget_usd:
-            offer = propose(prepared, policy, spent_usd, backend_choice)
+            offer = propose(prepared, policy, spent_usd, backend_choice, config)
     quote = Quote(
         spec_hash=prepared.spec_hash,
         data_digest=prepared.data.digest,
@@ -151,7 +154,7 @@ def build_quote(
     return quote.sealed(), resume
 
 
-def _cpu_offer(prepared: PreparedSpec, placement: Placement, history: list[ActualRecord]) -> CostEstimate:
+def _cpu_offer(prepared: PreparedSpec, config: Any, placement: Placement, history: list[ActualRecord]) -> CostEstimate:
     """The same job on this CPU, where it can run: offered, never run under the target's approval."""
     local = get_backend("local")
     here = placement.model_copy(update={"backend": local.name, "isolation": local.isolation(), "hint": None})
@@ -159,23 +162,25 @@ def _cpu_offer(prepared: PreparedSpec, placement: Placement, history: list[Actua
         prepared.spec,
         "cpu",
         dataset_stats=prepared.data.stats,
-        model_config=prepared.config(),
+        model_config=config,
         price_usd_per_sec=local.price_usd_per_sec(prepared.spec.model_copy(update={"target_gpu": "cpu"})),
     )
     return apply_learning(on_cpu, learned_error(history, "cpu")).model_copy(update={"placement": here})
 
 
 def propose(
-    prepared: PreparedSpec, policy: BudgetPolicy, spent_usd: float, backend_choice: str = AUTO
+    prepared: PreparedSpec, policy: BudgetPolicy, spent_usd: float, backend_choice: str = AUTO, config: Any = None
 ) -> OptimizationProposal | str:
-    """The optimizer's cheapest fitting spec on a GPU something here runs, or why it found none."""
+    """The optimizer's cheapest fitting spec on a GPU something here runs, or why it found none.
+
+    config: the model's config where the caller already rebuilt it from the prepared spec."""
     try:
         return optimize_spec(
             prepared.spec,
             policy,
             spent_usd=spent_usd,
             dataset_stats=prepared.data.stats,
-            model_config=prepared.config(),
+            model_config=config if config is not None else prepared.config(),
             gpus=runnable_gpus(prepared.spec, backend_choice),
         )
     except AegisError as exc:
