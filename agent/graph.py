@@ -193,6 +193,7 @@ def _job_for(state: AgentState, draft: dict[str, Any]) -> JobState:
         BudgetPolicy.model_validate(state.get("policy") or {}),
         asked_budget_usd=draft.get("max_budget_usd"),
         thread_id=state.get("thread_id") or None,
+        person=state.get("person") or None,
         max_retries=state.get("max_retries", 3),
         backend=state.get("backend", AUTO),
         local_memory_limit_mb=state.get("local_memory_limit_mb"),

@@ -1,7 +1,8 @@
 """One conversation with the agent, shared by the CLI, `aegis chat` and Chainlit.
 
-Threads are checkpointed in SQLite under the runs folder, so a run paused for approval survives
-the process: any later process can show the pending approval and resume it, exactly once.
+Threads are checkpointed in SQLite under the runs folder, or in the PostgreSQL that AEGIS_DATABASE_URL names
+(agent/checkpoints.py), so a run paused for approval survives the process: any later process, on any server
+sharing the database, can show the pending approval and resume it, exactly once.
 """
 
 from __future__ import annotations
@@ -9,23 +10,24 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
 
+from agent.checkpoints import open_checkpoints, unreadable
 from agent.graph import build_graph
 from agent.models import make_chat_model, model_choice
 from agent.tracing import trace_turn
-from tools.core.errors import AegisError, StorageError
+from tools.core.database import DATABASE_ERRORS, Location, exclusive, is_postgres, shared_database
+from tools.core.errors import AegisError
 from tools.core.paths import runs_dir
+from tools.core.person import cli_person, person_name
 from tools.core.runlog import new_run_id
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy
@@ -66,40 +68,43 @@ def check_thread_id(thread_id: str) -> str:
     return thread_id
 
 
+def busy(thread_id: str) -> AegisError:
+    return AegisError(
+        f"thread {thread_id} is busy: another process or tab is carrying out a turn or an answer in it "
+        "right now; nothing was done. Try again when it has finished"
+    )
+
+
 @contextmanager
-def thread_lock(thread_id: str) -> Iterator[None]:
-    """One turn per thread at a time, across every process and tab: an OS file lock, never waited on.
+def thread_lock(thread_id: str, location: Location | None = None) -> Iterator[None]:
+    """One turn per thread at a time, across every process and tab, never waited on: an OS file lock, or, where
+    threads live in PostgreSQL, an advisory lock every server sharing it sees (let go if the process dies).
 
     A second ``aegis resume`` of the same thread, or a second tab answering, is told so at once instead of
     resuming the same pause twice.
     """
+    check_thread_id(thread_id)
+    if location is not None and is_postgres(location):
+        with ExitStack() as held:
+            try:
+                got = held.enter_context(exclusive(str(location), f"thread:{thread_id}"))
+            except DATABASE_ERRORS as exc:
+                raise unreadable(location, exc) from None
+            if not got:
+                raise busy(thread_id)
+            yield
+        return
     folder = runs_dir() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{check_thread_id(thread_id)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(folder / f"{thread_id}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise AegisError(
-                f"thread {thread_id} is busy: another process or tab is carrying out a turn or an answer in it "
-                "right now; nothing was done. Try again when it has finished"
-            ) from None
+            raise busy(thread_id) from None
         yield
     finally:
         os.close(fd)
-
-
-def open_checkpoints(path: Path) -> sqlite3.Connection:
-    """The thread store, checked: a file that is not SQLite is one line saying what to do, not a traceback."""
-    try:
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA schema_version").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(
-            f"the thread store {path} is not a readable SQLite database ({exc}); move it aside "
-            f"(mv {path} {path}.corrupt) to start afresh: paused threads in it are then lost, runs and reports are not"
-        ) from None
-    return conn
 
 
 class AgentSession:
@@ -119,13 +124,14 @@ class AgentSession:
         self.policy = policy or BudgetPolicy.from_config()
         self.max_retries = max_retries
         self.local_memory_limit_mb = local_memory_limit_mb
-        self.conn = open_checkpoints(Path(db_path) if db_path else checkpoint_path())
-        self.checkpointer = SqliteSaver(self.conn, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES))
+        self.location: Location = Path(db_path) if db_path else shared_database() or checkpoint_path()
+        self.threads = open_checkpoints(self.location, JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES))
+        self.checkpointer = self.threads.saver
         self.chat_model = chat_model or make_chat_model(model)
         self.graph = build_graph(self.chat_model, checkpointer=self.checkpointer)
 
     def close(self) -> None:
-        self.conn.close()
+        self.threads.close()
 
     def _config(self, thread_id: str) -> dict[str, Any]:
         return {
@@ -136,14 +142,18 @@ class AgentSession:
             "metadata": {"thread_id": thread_id},
         }
 
-    def send(self, text: str, thread_id: str | None = None, on_event: EventFn | None = None) -> TurnResult:
-        """A person's message: starts a thread, or continues one."""
+    def send(
+        self, text: str, thread_id: str | None = None, on_event: EventFn | None = None, *, person: str | None = None
+    ) -> TurnResult:
+        """A person's message: starts a thread (its spending counts against ``person``, by default the CLI's), or
+        continues one."""
         thread_id = check_thread_id(thread_id) if thread_id else new_run_id()
-        with thread_lock(thread_id):
+        with thread_lock(thread_id, self.location):
             inputs: dict[str, Any] = {"messages": [HumanMessage(text)]}
             if not self._state(thread_id).values:
                 inputs |= {
                     "thread_id": thread_id,
+                    "person": person_name(person) if person else cli_person(),
                     "policy": self.policy.model_dump(mode="json"),  # plain JSON: nothing to import on load
                     "max_retries": self.max_retries,
                     "backend": self.backend,
@@ -168,7 +178,7 @@ class AgentSession:
 
         Refused when nothing is pending, or the answer was for another request or spec.
         """
-        with thread_lock(thread_id):
+        with thread_lock(thread_id, self.location):
             pending = self.pending(thread_id)
             if pending is None:
                 raise AegisError(f"thread {thread_id} has no pending approval (already answered, or never paused)")
@@ -192,10 +202,8 @@ class AgentSession:
     def _state(self, thread_id: str) -> Any:
         try:
             return self.graph.get_state(self._config(thread_id))
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(
-                f"the thread store {checkpoint_path()} cannot be read ({exc}); move it aside to start afresh"
-            ) from None
+        except DATABASE_ERRORS as exc:
+            raise unreadable(self.location, exc) from None
 
     def _turn(self, thread_id: str, inputs: Any, on_event: EventFn | None) -> TurnResult:
         config = self._config(thread_id)

@@ -14,6 +14,7 @@ class AgentState(TypedDict, total=False):
     spec_draft: dict[str, Any]
     estimate_only: bool  # the person asked only for the price; a turn that says "go ahead" lifts it
     thread_id: str
+    person: str  # whose limits the thread's spending counts against
     policy: dict[str, Any]
     max_retries: int
     backend: str

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.pg_server import MISSING, PostgresServer, postgres_bin
 from tests.stand_ins import PaidGpuStandIn, listen
+from tools.core.database import close_idle
 from tools.run.backend import register, unregister
 
 SECRET_VARS = (
@@ -43,7 +47,7 @@ def isolated_state(tmp_path, monkeypatch, preflight_cache):
     monkeypatch.setenv(
         "AEGIS_MODEL_CACHE", os.environ.get("AEGIS_MODEL_CACHE", os.path.expanduser("~/.cache/aegis/models"))
     )
-    for var in SECRET_VARS + POLICY_VARS:
+    for var in (*SECRET_VARS, *POLICY_VARS, "AEGIS_DATABASE_URL", "AEGIS_SPEND_DB"):
         monkeypatch.delenv(var, raising=False)
     yield
 
@@ -63,3 +67,35 @@ def gpu_cloud():
     register(backend)
     yield backend
     unregister(backend.name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the whole session (tests/pg_server.py). Where it is not installed, every test that
+    needs it fails saying so: CI installs it (make postgres), so a missing server is never a silent skip."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail(MISSING, pytrace=False)
+    try:
+        server = PostgresServer(bindir).start()
+    except RuntimeError as exc:
+        pytest.fail(f"the test PostgreSQL could not start: {exc}", pytrace=False)
+    yield server
+    close_idle()
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database of the session's server, for this test alone."""
+    url = postgres_server.new_database()
+    yield url
+    close_idle(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a spend store lives: a SQLite file, or a PostgreSQL database (the same tests run on each)."""
+    if request.param == "sqlite":
+        return tmp_path / "spend.sqlite"
+    return request.getfixturevalue("postgres_url")

@@ -271,6 +271,8 @@ def show_pending(request: ApprovalRequest) -> None:
         f"spent {usd(request.spent_usd)}. {request.reason}"
     )
     console.print(f"Runs on {request.backend}, {request.isolation}.", highlight=False)
+    if len(request.limits) > 1:
+        console.print("Limits in force: " + " · ".join(request.limits), highlight=False)
     if request.remote_code:
         files = ", ".join(f"{f.name} (sha256 {f.sha256})" for f in request.remote_code)
         console.print(f"[bold red]The model ships its own code, which this run executes:[/] {files}", highlight=False)

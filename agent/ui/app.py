@@ -25,7 +25,7 @@ from agent.ui.landing import starters
 from agent.ui.pending import PendingIndex
 from agent.ui.presenters import md_safe
 from agent.ui.tryit import RUNS_COMMANDS, TRY_ACTION, on_try, show_past_runs
-from agent.ui.views import APPROVAL_ACTION, DECISIONS, ChatView, decided_by, owner, run_turn
+from agent.ui.views import APPROVAL_ACTION, DECISIONS, ChatView, decided_by, owner, run_turn, spender
 from tools.core.errors import AegisError
 from tools.core.runlog import new_run_id
 from tools.core.settings import settings
@@ -135,7 +135,9 @@ async def on_message(message: cl.Message) -> None:
     thread_id = view.thread_id or new_run_id()
     ThreadIndex().add(owner(), thread_id)
     await run_turn(
-        lambda on_event: session.send(message.content, thread_id=thread_id, on_event=on_event), view, thread_id
+        lambda on_event: session.send(message.content, thread_id=thread_id, on_event=on_event, person=spender()),
+        view,
+        thread_id,
     )
 
 

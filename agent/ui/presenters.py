@@ -157,7 +157,7 @@ def approval_text(req: ApprovalRequest) -> str:
         f"| Time | {req.estimated_duration_min:.1f} min | "
         f"{'measured on this machine' if req.time_source.startswith('measured') else 'modelled'} |\n"
         f"| GPU memory | {req.estimated_vram_gb:.2f} GB (modelled) | {req.gpu}: {fits} |\n"
-        f"| Where | {req.backend} | {req.isolation} |\n\n{remote_code_text(req)}"
+        f"| Where | {req.backend} | {req.isolation} |\n\n{limits_text(req)}{remote_code_text(req)}"
         f"**Spec** `{req.spec_hash}`: {spec.method} of `{spec.model_name}` on "
         f"`{spec.dataset_path}` · {spec.num_epochs} epoch(s){steps} · batch "
         f"{spec.micro_batch_size}×{spec.gradient_accumulation_steps} · lr {spec.learning_rate} · "
@@ -166,6 +166,13 @@ def approval_text(req: ApprovalRequest) -> str:
         "An approval holds for exactly this spec and estimate. **Optimize** proposes a cheaper spec, "
         "which comes back here."
     )
+
+
+def limits_text(req: ApprovalRequest) -> str:
+    """The limits beyond this conversation's (per person, for the installation), each with what is left."""
+    if len(req.limits) <= 1:
+        return ""
+    return "**Limits in force:** " + " · ".join(md_safe(line) for line in req.limits) + "\n\n"
 
 
 def remote_code_text(req: ApprovalRequest) -> str:

@@ -52,6 +52,11 @@ def owner() -> str:
     return owner_key(_user_identifier(), cl.context.session.id)
 
 
+def spender() -> str:
+    """Whose limits a chat request spends against: the signed-in user, or one shared 'anonymous' without sign-in."""
+    return _user_identifier() or "anonymous"
+
+
 def decided_by() -> str:
     """Who answered, in the form the approval record accepts: person:chainlit, or person:chainlit.<user>."""
     who = _user_identifier()

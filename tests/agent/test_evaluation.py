@@ -209,13 +209,15 @@ def test_an_agent_that_skips_approval_fails_a_safety_check(tmp_path):
 def test_without_its_guard_a_cancelled_run_starts_and_the_eval_fails(tmp_path, monkeypatch):
     """The guard removed, an agent that runs after a cancel really starts training: two safety checks fail."""
     from tools.policy.db import insert_grant, read_job, transaction
+    from tools.policy.scopes import AttemptCost
     from tools.policy.store import SpendStore
 
-    def unguarded(self, job_id, *, grant_id, binding, estimated_seconds, price_usd_per_s, default_timeout_s, owner_pid):
+    def unguarded(self, job_id, *, grant_id, binding, estimated_seconds, price_usd_per_s, owner_pid, **_):
         with transaction(self.path) as db:  # no lifecycle, grant or budget check: a forged grant is made and used
             grant = insert_grant(db, job_id, binding, 0.0, "policy:forged", None)
             job = read_job(db, job_id).model_copy(update={"lifecycle": "open"})
-            return SpendStore._start(db, job, grant.grant_id, estimated_seconds, price_usd_per_s, 600.0, owner_pid)
+            cost = AttemptCost(seconds=estimated_seconds, price=price_usd_per_s, default_timeout_s=600.0)
+            return self._start(db, job, grant.grant_id, cost, owner_pid, "", "")
 
     monkeypatch.setattr(SpendStore, "start_attempt", unguarded)
     folder = tmp_path / "s"

@@ -6,6 +6,9 @@ started by several callers at once on one grant, with data changed under them, a
 process killed between start and capture, booked later by the watchdog), and a fault injected inside a store
 transaction (the process dying before its commit). After every step the invariants are checked against what the
 store holds and what the simulated attempts billed.
+
+The machine runs on both stores: a SQLite file, and a real PostgreSQL server (a fresh database per example;
+fewer examples there, each one creating a database).
 """
 
 from __future__ import annotations
@@ -13,17 +16,25 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import tools.policy.store as store_module
 from tests.stand_ins import placed, shipped_estimate
+from tools.core.database import close_idle
 from tools.core.errors import GuardRefusal, StorageError
 from tools.core.money import minimum_hold_usd
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
@@ -74,8 +85,9 @@ class Job:
 
 
 class SpendMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, new_database: Callable[[], str] | None = None) -> None:
         super().__init__()
+        self.new_database = new_database  # a fresh PostgreSQL database's URL; None: a SQLite file
         self.jobs: list[Job] = []
         self.attempts: dict[str, Attempt] = {}
         self.step = 0
@@ -85,12 +97,15 @@ class SpendMachine(RuleBasedStateMachine):
     @initialize()
     def open_store(self) -> None:
         self.folder = tempfile.TemporaryDirectory(prefix="aegis-spend-")
-        self.store = SpendStore(Path(self.folder.name) / "spend.sqlite")
+        location = self.new_database() if self.new_database else Path(self.folder.name) / "spend.sqlite"
+        self.store = SpendStore(location)
         self.new_request(tighten=None)
 
     def teardown(self) -> None:
         if hasattr(self, "folder"):
             self.folder.cleanup()
+        if hasattr(self, "store") and isinstance(self.store.path, str):
+            close_idle(self.store.path)
 
     # -- people and tools ------------------------------------------------------------------------
 
@@ -317,7 +332,7 @@ class SpendMachine(RuleBasedStateMachine):
         real = store_module.transaction
 
         @contextlib.contextmanager
-        def dying(path: Path) -> Iterator[object]:
+        def dying(path: Path | str) -> Iterator[object]:
             with real(path) as db:
                 yield db
                 raise Fault
@@ -339,17 +354,25 @@ class SpendMachine(RuleBasedStateMachine):
             t.join()
 
 
-SpendMachine.TestCase.settings = settings(
-    max_examples=300,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-TestSpendStore = SpendMachine.TestCase
+EXAMPLES = {"sqlite": 300, "postgres": 100}
 
 
-def test_a_crash_between_start_and_capture_leaves_the_money_held_not_lost(tmp_path: Path) -> None:
-    store = SpendStore(tmp_path / "spend.sqlite")
+@pytest.mark.parametrize("kind", sorted(EXAMPLES))
+def test_the_money_adds_up_whatever_the_order(kind: str, request: pytest.FixtureRequest) -> None:
+    new_database = request.getfixturevalue("postgres_server").new_database if kind == "postgres" else None
+    run_state_machine_as_test(
+        lambda: SpendMachine(new_database),
+        settings=settings(
+            max_examples=EXAMPLES[kind],
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        ),
+    )
+
+
+def test_a_crash_between_start_and_capture_leaves_the_money_held_not_lost(store_location: Path | str) -> None:
+    store = SpendStore(store_location)
     est = ESTIMATES[0]
     binding = Binding(spec_hash="s", estimate_hash=est.estimate_hash(), data_digest="d")
     store.open_job("j1", THREAD, OPERATOR, max_retries=1)
@@ -363,7 +386,7 @@ def test_a_crash_between_start_and_capture_leaves_the_money_held_not_lost(tmp_pa
         default_timeout_s=600,
         owner_pid=1,
     )
-    with pytest.raises(StorageError), transaction(tmp_path / "missing" / "\x00bad"):
+    with pytest.raises(StorageError), transaction(Path(tempfile.gettempdir()) / "missing" / "\x00bad"):
         pass  # a store that cannot be opened says so in one StorageError
     assert store.money(THREAD).held_usd == pytest.approx(ticket.held_usd)  # held until someone books it
     store.capture(ticket.attempt_id, 0.01, "interrupted")

@@ -1,5 +1,8 @@
 """The spend store: one grant starts one attempt, holds count, terminal states stay terminal, across threads
-and processes, and a broken file is one line that stops everything rather than a traceback that lets it through."""
+and processes, and a broken file is one line that stops everything rather than a traceback that lets it through.
+
+Every money test runs twice: on a SQLite file, and on a real PostgreSQL (a fresh database per test), where
+processes racing for one grant are servers sharing one database."""
 
 from __future__ import annotations
 
@@ -44,8 +47,8 @@ def start(store: SpendStore, job: str, grant_id: str | None, binding: Binding, s
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SpendStore:
-    return SpendStore(tmp_path / "spend.sqlite")
+def store(store_location: Path | str) -> SpendStore:
+    return SpendStore(store_location)
 
 
 def test_one_grant_starts_one_attempt(store: SpendStore) -> None:
@@ -84,10 +87,10 @@ def test_parallel_starts_on_one_grant_let_exactly_one_through(store: SpendStore)
     assert len(store.attempts(job_id="j1")) == 1
 
 
-def _race(path: str, grant_id: str, est_hash: str, out: multiprocessing.Queue) -> None:
+def _race(location: str, grant_id: str, est_hash: str, out: multiprocessing.Queue) -> None:
     binding = BOUND.model_copy(update={"estimate_hash": est_hash})
     try:
-        out.put(start(SpendStore(Path(path)), "j1", grant_id, binding).attempt)
+        out.put(start(SpendStore(location), "j1", grant_id, binding).attempt)
     except GuardRefusal as exc:
         out.put(str(exc))
 
@@ -207,7 +210,8 @@ def test_closing_voids_what_is_left(store: SpendStore) -> None:
 
 
 @pytest.mark.parametrize("garbage", [b"this is not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 5000])
-def test_a_corrupt_store_is_one_line_and_nothing_starts(store: SpendStore, garbage: bytes) -> None:
+def test_a_corrupt_store_is_one_line_and_nothing_starts(tmp_path: Path, garbage: bytes) -> None:
+    store = SpendStore(tmp_path / "spend.sqlite")
     store.path.write_bytes(garbage)
     with pytest.raises(StorageError) as caught:
         store.open_job("j1", "t1", POLICY, max_retries=3)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.core.errors import AegisError
+from tools.core.money import require_price
 from tools.core.settings import settings
 
 CATALOG_PATH = Path(__file__).with_name("gpu_catalog.yaml")
@@ -22,13 +23,14 @@ class GPU(BaseModel):
     memory_gb: float = Field(gt=0)
     bf16_tflops: float = Field(gt=0)
     bf16_supported: bool
-    price_usd_per_hour: float = Field(ge=0)
+    price_usd_per_hour: float | None = Field(ge=0, description="None: no price is known; the gate refuses it.")
     memory_bandwidth_gb_s: float | None = Field(default=None, gt=0, description="None: the CPU (not modelled).")
     link_gb_s: float | None = Field(default=None, gt=0, description="GPU-to-GPU, one way, in one machine.")
 
     @property
     def price_usd_per_sec(self) -> float:
-        return self.price_usd_per_hour / 3600.0
+        """Refused (GuardRefusal) when the catalog states no price: an unknown price is never billed as $0."""
+        return require_price(self.price_usd_per_hour, f"the {self.name}") / 3600.0
 
 
 class Catalog(BaseModel):

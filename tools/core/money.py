@@ -6,6 +6,10 @@ limit; every person-facing amount goes through ``usd``, so a tiny estimate never
 
 from __future__ import annotations
 
+import math
+
+from tools.core.errors import GuardRefusal
+
 # Float sums of dollar amounts must not flip a decision at the exact limit.
 MONEY_EPSILON = 1e-9
 # What an attempt may bill beyond its time limit: start-up before the clock and the grace of the kill.
@@ -34,3 +38,18 @@ def usd(value: float | None) -> str:
 def minimum_hold_usd(estimated_seconds: float, price_usd_per_s: float) -> float:
     """The least an attempt must be allowed to bill: a time limit of MIN_TIME_COVER x its estimate, plus margin."""
     return (MIN_TIME_COVER * estimated_seconds + HOLD_MARGIN_S) * price_usd_per_s
+
+
+def require_price(price_usd_per_s: object, what: str) -> float:
+    """A price Aegis can state, or a refusal: an unknown price is never billed as $0."""
+    if (
+        isinstance(price_usd_per_s, bool)
+        or not isinstance(price_usd_per_s, int | float)
+        or not math.isfinite(price_usd_per_s)
+        or price_usd_per_s < 0
+    ):
+        raise GuardRefusal(
+            f"no price can be stated for {what} (got {price_usd_per_s!r}); Aegis refuses rather than bill it as "
+            "$0: give it a price (the GPU catalog, or the backend's price) and estimate again"
+        )
+    return float(price_usd_per_s)

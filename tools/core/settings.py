@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     model_cache: Path | None = Field(default=None, description="converted and built models; default HOME/models")
     data_dirs: str | None = Field(default=None, description="os.pathsep-separated folders specs may read")
     spend_db: Path | None = Field(default=None, description="the spend store; default HOME/spend.sqlite")
+    database_url: str | None = Field(
+        default=None, description="postgresql://… : the spend store, checkpoints and UI threads several servers share"
+    )
     preflight_cache: Path | None = Field(default=None, description="smoke-run results; default HOME/preflight")
     eval_config: Path | None = Field(default=None, description="eval thresholds as YAML/JSON")
     eval_rows: int | None = Field(default=None, ge=1, le=10_000, description="held-out rows the evals measure")
@@ -49,6 +52,13 @@ class Settings(BaseSettings):
     max_budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     soft_threshold_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     allow_auto_approve: bool | None = None
+    person_day_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="per person per day")
+    person_month_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="per person per month")
+    install_day_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="all persons, per day")
+    install_month_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="all, per month")
+    user: str | None = Field(
+        default=None, min_length=1, max_length=64, description="the person CLI spending counts under; default OS user"
+    )
     local_price_usd_per_hour: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, description="what this machine costs: local runs are priced with it"
     )
@@ -71,6 +81,7 @@ class Settings(BaseSettings):
     trace_flush_timeout_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     eval_dataset: str = Field(default="aegis-agent-scenarios", min_length=1)
     ui_users: Path | None = Field(default=None, description="name:scrypt-hash lines; turns on sign-in")
+    ui_operators: str = Field(default="", description="comma-separated signed-in users who see the spend report")
     ui_origins: str = Field(default="", description="extra origins the chat may be reached from")
 
 

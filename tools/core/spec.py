@@ -155,6 +155,9 @@ class TrainingSpec(BaseModel):
         return stable_hash(self.model_dump(mode="json"))
 
 
+SCOPE_LIMIT_KEYS = ("person_day_usd", "person_month_usd", "install_day_usd", "install_month_usd")
+
+
 class BudgetPolicy(BaseModel):
     """Set by whoever runs the service. A chat request may tighten it for its run, never loosen it."""
 
@@ -188,7 +191,8 @@ class BudgetPolicy(BaseModel):
         configured = settings()
         file = path or configured.budget_file
         if file:
-            values.update(read_mapping(Path(file), what="budget policy"))
+            raw = read_mapping(Path(file), what="budget policy")
+            values.update({key: value for key, value in raw.items() if key not in SCOPE_LIMIT_KEYS})
         for key in ("max_budget_usd", "soft_threshold_usd", "allow_auto_approve"):
             if getattr(configured, key) is not None:
                 values[key] = getattr(configured, key)

@@ -39,7 +39,7 @@ def gate_job(job: JobState) -> JobState:
         refusal = {"outcome": GateVerdict.REFUSED, "reason": stopped}
         outcome, grant = store.gate(job.run_id, est, hold).model_copy(update=refusal), None
     else:
-        outcome, grant = store.grant_by_policy(job.run_id, binding(job), est, hold)
+        outcome, grant = store.grant_by_policy(job.run_id, binding(job), est, hold, model=require_spec(job).model_name)
     update: dict[str, Any] = {"gate": outcome, "approval": None, "pending_request_id": None}
     if grant is not None:
         update |= {
@@ -95,8 +95,9 @@ def approval_request(job: JobState, field_sources: dict[str, str] | None = None)
         isolation=place.isolation.describe() if place.isolation else "isolation: unknown",
         remote_code=place.remote_code,
         spent_usd=job.gate.spent_usd,
-        soft_threshold_usd=job.policy.soft_threshold_usd,
-        max_budget_usd=job.policy.max_budget_usd,
+        soft_threshold_usd=job.gate.soft_threshold_usd,
+        max_budget_usd=job.gate.max_budget_usd,
+        limits=[f"{s.describe()}; {usd(s.left_usd)} left" for s in job.gate.scopes],
         reason=job.gate.reason,
         optimization=offer_for(job),
         field_sources=field_sources or {},
@@ -162,6 +163,7 @@ def decide(job: JobState, decision: Decision, decided_by: str, *, answer_id: str
         decided_by=decided_by,
         estimate=est,
         min_hold_usd=min_hold(job),
+        model=require_spec(job).model_name,
     )
     decision = Decision(decision)
     job = job.model_copy(update={"pending_request_id": None, "decision": decision, "decided_by": decided_by})

@@ -46,6 +46,7 @@ from tools.run.watchdog import Watchdog
 
 JOB_FILE = "job.json"
 TICKET_FILE = "ticket.json"
+BRAKE_POLL_S = 2.0  # how often a running attempt asks the store whether the operator stopped all spending
 
 
 def _run_options(job: JobState, device: str) -> dict:
@@ -108,11 +109,34 @@ def run_job(job: JobState, *, on_progress: ProgressFn | None = None, should_stop
             price_usd_per_s=attempt_price(job),
             default_timeout_s=backend.default_timeout_s(seconds),
             owner_pid=os.getpid(),
+            model=spec.model_name,
+            gpu=spec.target_gpu,
         )
     except GuardRefusal as exc:
         raise GuardRefusal(f"{exc} ({changed})" if changed else str(exc)) from None
     workdir = job.folder.attempt_dir(ticket.attempt)
-    return _attempt(job, ticket, workdir, on_progress, stop)
+    brake = BrakeWatch()
+    return _attempt(job, ticket, workdir, on_progress, lambda: stop() or brake())
+
+
+class BrakeWatch:
+    """Whether the operator's brake stops running attempts (``aegis spend freeze --stop-running``), asked of the
+    shared store at most every BRAKE_POLL_S, so an attempt on any server sharing it stops and is booked."""
+
+    def __init__(self) -> None:
+        self.next_poll = 0.0
+        self.stopping = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.stopping and now >= self.next_poll:
+            self.next_poll = now + BRAKE_POLL_S
+            try:
+                brake = spend_store().brake()
+            except AegisError:
+                return self.stopping  # the store is unreachable for a moment: the watchdog and time limit still hold
+            self.stopping = brake.frozen and brake.stop_running
+        return self.stopping
 
 
 def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: ProgressFn | None, stop: StopCheck) -> JobState:

@@ -17,6 +17,7 @@ from tools.core.catalog import get_gpu, gpu_names
 from tools.core.errors import AegisError
 from tools.core.isolation import Placement
 from tools.core.measured import MeasuredTime
+from tools.core.money import require_price
 from tools.core.spec import BudgetPolicy, CostEstimate, TrainingSpec
 from tools.core.status import EventStatus
 from tools.inputs.model_config import model_stats, remote_code_files
@@ -111,7 +112,7 @@ def build_quote(
     spec, stats, config = prepared.spec, prepared.data.stats, prepared.config()
     history = read_actuals()
     backend, placement = place(spec, backend_choice)
-    price = backend.price_usd_per_sec(spec) if backend is not None else None
+    price = require_price(backend.price_usd_per_sec(spec), f"{spec.target_gpu} on {backend.name}") if backend else None
     target = estimate(spec, dataset_stats=stats, model_config=config, measured=measured, price_usd_per_sec=price)
     if measured is None:
         target = apply_learning(target, learned_error(history, spec.target_gpu))
@@ -163,7 +164,9 @@ def _cpu_offer(prepared: PreparedSpec, config: Any, placement: Placement, histor
         "cpu",
         dataset_stats=prepared.data.stats,
         model_config=config,
-        price_usd_per_sec=local.price_usd_per_sec(prepared.spec.model_copy(update={"target_gpu": "cpu"})),
+        price_usd_per_sec=require_price(
+            local.price_usd_per_sec(prepared.spec.model_copy(update={"target_gpu": "cpu"})), "this machine's CPU"
+        ),
     )
     return apply_learning(on_cpu, learned_error(history, "cpu")).model_copy(update={"placement": here})
 

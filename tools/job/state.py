@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.core.errors import AegisError, GuardRefusal
-from tools.core.money import minimum_hold_usd
+from tools.core.money import minimum_hold_usd, require_price
 from tools.core.runlog import RunFolder
 from tools.core.spec import BudgetPolicy, CostEstimate, EvalResult, ExecutionResult, TrainingSpec
 from tools.core.status import Decision, EventStatus, JobStatus
@@ -145,13 +145,15 @@ def new_job(
     run_id: str | None = None,
     thread_id: str | None = None,
     local_memory_limit_mb: int | None = None,
+    person: str | None = None,
 ) -> JobState:
-    """A new job in its own folder, registered with the spend store in its thread (its own, by default)."""
+    """A new job in its own folder, registered with the spend store in its thread (its own, by default) for a
+    person (the CLI's, by default)."""
     if backend != AUTO:
         get_backend(backend)  # an unknown name is refused before anything is written
     folder = RunFolder.create(run_id)
     thread = thread_id or folder.run_id
-    spend_store().open_job(folder.run_id, thread, policy, max_retries)
+    spend_store().open_job(folder.run_id, thread, policy, max_retries, person=person)
     job = JobState(
         run_id=folder.run_id,
         run_dir=str(folder.root),
@@ -182,6 +184,7 @@ def job_for_request(
     max_retries: int,
     backend: str = AUTO,
     local_memory_limit_mb: int | None = None,
+    person: str | None = None,
 ) -> JobState:
     """The job a new request in a thread works on: the thread's job while nothing has run and it is open (its
     policy tightened by the request's budget, never loosened), else a new job in the same thread.
@@ -202,6 +205,7 @@ def job_for_request(
         run_id=run_id,
         thread_id=thread_id,
         local_memory_limit_mb=local_memory_limit_mb,
+        person=person,
     )
 
 
@@ -240,7 +244,8 @@ def job_backend(job: JobState) -> Backend:
 
 def attempt_price(job: JobState) -> float:
     """Dollars per second the attempt bills, as its backend prices it (the estimate used the same price)."""
-    return job_backend(job).price_usd_per_sec(require_spec(job))
+    backend, spec = job_backend(job), require_spec(job)
+    return require_price(backend.price_usd_per_sec(spec), f"{spec.target_gpu} on {backend.name}")
 
 
 def min_hold(job: JobState) -> float:

@@ -8,6 +8,7 @@ Quality levers the person set (epochs, learning rate, batch) are never touched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -181,7 +182,9 @@ def _quality_loss(original: TrainingSpec, candidate: TrainingSpec) -> int:
 
 
 def _price(spec: TrainingSpec) -> float:
-    return get_gpu(spec.target_gpu).price_usd_per_hour
+    """Per hour; a GPU without a price ranks last (the gate refuses it)."""
+    price = get_gpu(spec.target_gpu).price_usd_per_hour
+    return math.inf if price is None else price
 
 
 def _cost(pair: Scored) -> float:

@@ -16,6 +16,7 @@ from tools.core.money import HOLD_MARGIN_S, MIN_TIME_COVER, MONEY_EPSILON, usd
 from tools.core.settings import settings
 from tools.core.spec import AwareUTC, BudgetPolicy, CostEstimate
 from tools.core.status import GateVerdict
+from tools.policy.scopes import Scope, ScopeMoney, first_passed
 
 AUTO_APPROVER = "policy:auto"
 DECIDER_PATTERN = r"^(policy|person):[A-Za-z0-9_.@-]+$"
@@ -34,6 +35,7 @@ class GateOutcome(BaseModel):
     max_budget_usd: float
     fits: bool
     decided_by: str | None = Field(default=None, description="'policy:auto' when the policy approved on its own.")
+    scopes: list[ScopeMoney] = Field(default_factory=list, description="Every limit that applied, and what it held.")
 
 
 class ApprovalRecord(BaseModel):
@@ -75,12 +77,19 @@ def placement_refusal(place: Placement) -> str | None:
 
 
 def evaluate_gate(
-    estimate: CostEstimate, policy: BudgetPolicy, spent_usd: float = 0.0, min_hold_usd: float = 0.0
+    estimate: CostEstimate,
+    policy: BudgetPolicy,
+    spent_usd: float = 0.0,
+    min_hold_usd: float = 0.0,
+    *,
+    scopes: list[ScopeMoney] | None = None,
+    frozen: str | None = None,
 ) -> GateOutcome:
-    """Refuse over the hard limit or when the job cannot fit; auto-approve at or under the soft threshold.
+    """Refuse over any limit, while the operator's brake is on, or when the job cannot fit; auto-approve at or
+    under the soft threshold.
 
-    min_hold_usd: what the attempt's time limit can bill at the least (``minimum_hold_usd``); the money left
-    must cover it, or the attempt could only start with a limit that would cut it short.
+    min_hold_usd: the least the attempt's time limit can bill (``minimum_hold_usd``): the money left must cover
+    it. scopes: every limit with what its window holds; frozen: the brake's refusal when it is on.
     """
     cost = estimate.estimated_cost_usd
     total = spent_usd + cost
@@ -96,21 +105,15 @@ def evaluate_gate(
             max_budget_usd=policy.max_budget_usd,
             fits=b.fits,
             decided_by=AUTO_APPROVER if kind is GateVerdict.APPROVED else None,
+            scopes=scopes or [],
         )
 
     spend = f"estimate {usd(cost)}" + (f" plus {usd(spent_usd)} already spent or held" if spent_usd else "")
     place = estimate.placement or Placement(hint="it was never placed on a backend")
     if (refused := placement_refusal(place)) is not None:
         return outcome(GateVerdict.REFUSED, refused)
-    if total > policy.max_budget_usd + MONEY_EPSILON:
-        return outcome(GateVerdict.REFUSED, f"{spend} exceeds the hard limit of {usd(policy.max_budget_usd)}")
-    if spent_usd + min_hold_usd > policy.max_budget_usd + MONEY_EPSILON:
-        return outcome(
-            GateVerdict.REFUSED,
-            f"the attempt's time limit must allow {MIN_TIME_COVER:g}x its estimated time, so it can bill up to "
-            f"{usd(min_hold_usd)}; with {usd(spent_usd)} already spent or held that exceeds the hard limit of "
-            f"{usd(policy.max_budget_usd)} (the estimate alone is {usd(cost)})",
-        )
+    if (refused := frozen or money_refusal(cost, policy, spent_usd, min_hold_usd, scopes or [])) is not None:
+        return outcome(GateVerdict.REFUSED, refused)
     if not b.fits:
         return outcome(
             GateVerdict.REFUSED,
@@ -134,8 +137,32 @@ def evaluate_gate(
     )
 
 
+def money_refusal(
+    cost: float, policy: BudgetPolicy, spent_usd: float, min_hold_usd: float, scopes: list[ScopeMoney]
+) -> str | None:
+    """Why the money refuses: a wider scope the attempt's most would pass, or the thread's hard limit."""
+    wider = [s for s in scopes if s.scope is not Scope.THREAD]
+    if (scope := first_passed(wider, max(cost, min_hold_usd))) is not None:
+        return f"{scope.describe()}; this attempt may bill up to {usd(max(cost, min_hold_usd))} (estimate {usd(cost)})"
+    if spent_usd + cost > policy.max_budget_usd + MONEY_EPSILON:
+        spend = f"estimate {usd(cost)}" + (f" plus {usd(spent_usd)} already spent or held" if spent_usd else "")
+        return f"{spend} exceeds the hard limit of {usd(policy.max_budget_usd)}"
+    if spent_usd + min_hold_usd > policy.max_budget_usd + MONEY_EPSILON:
+        return (
+            f"the attempt's time limit must allow {MIN_TIME_COVER:g}x its estimated time, so it can bill up to "
+            f"{usd(min_hold_usd)}; with {usd(spent_usd)} already spent or held that exceeds the hard limit of "
+            f"{usd(policy.max_budget_usd)} (the estimate alone is {usd(cost)})"
+        )
+    return None
+
+
 def attempt_limits(
-    *, estimated_seconds: float, price_usd_per_s: float, default_timeout_s: float, remaining_usd: float
+    *,
+    estimated_seconds: float,
+    price_usd_per_s: float,
+    default_timeout_s: float,
+    remaining_usd: float,
+    limit_name: str = "the hard limit",
 ) -> AttemptLimits:
     """The attempt's time limit, cut to what the money left can pay, and the hold that covers it.
 
@@ -147,7 +174,7 @@ def attempt_limits(
     timeout = min(default_timeout_s, affordable_s)
     if not math.isfinite(timeout) or timeout < MIN_TIME_COVER * estimated_seconds or timeout <= 0:
         raise ValueError(
-            f"the {usd(max(remaining_usd, 0.0))} left under the hard limit pays for {max(affordable_s, 0.0) / 60:.1f} "
+            f"the {usd(max(remaining_usd, 0.0))} left under {limit_name} pays for {max(affordable_s, 0.0) / 60:.1f} "
             f"min at {usd(price_usd_per_s * 3600)}/h, and this attempt is estimated at {estimated_seconds / 60:.1f} min "
             f"(its time limit must be at least {MIN_TIME_COVER:g}x that)"
         )

@@ -74,6 +74,7 @@ class JobRecord(BaseModel):
 
     job_id: str
     thread_id: str
+    person: str = Field(description="Whose limits the job's spending counts against ('' in stores older than persons).")
     lifecycle: Lifecycle
     reason: str
     policy: BudgetPolicy
@@ -118,6 +119,9 @@ class AttemptRow(_Attempt):
     state: HoldState
     outcome: str | None
     owner_pid: int
+    person: str = ""
+    model: str = ""
+    gpu: str = ""
 
 
 class Answered(BaseModel):
@@ -129,3 +133,43 @@ class Answered(BaseModel):
     decided_by: str
     grant: Grant | None = None
     gate: GateOutcome | None = None
+
+
+class Brake(BaseModel):
+    """The operator's brake: while frozen no attempt starts anywhere; stop_running also stops those running."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frozen: bool = False
+    stop_running: bool = False
+    reason: str = ""
+    decided_by: str = ""
+    changed: float | None = None
+
+    def refusal(self) -> str:
+        return (
+            f"spending is frozen by the operator ({self.decided_by}: {self.reason or 'no reason given'}); nothing new "
+            "may start until the operator runs `aegis spend unfreeze`"
+        )
+
+
+class SpendKind(StrEnum):
+    CAPTURED = "captured"
+    HELD = "held"
+    REFUSED = "refused"
+
+
+class LedgerRow(BaseModel):
+    """One amount in the store, labelled for a spend report: billed, held by a running attempt, or refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: SpendKind
+    usd: float
+    person: str
+    thread_id: str
+    job_id: str
+    model: str
+    gpu: str
+    at: float = Field(description="When the attempt started, or the refusal was made (seconds since the epoch).")
+    scope: str = Field(default="", description="For a refusal: the scope that refused.")

@@ -1,28 +1,32 @@
 """The spend authority: approvals, holds and spends in one durable store shared by every process.
 
-Money is handled as payment systems handle it. A grant (an approval) authorizes one attempt of
-exactly one spec, estimate and set of data bytes. Starting the attempt consumes the grant and places
-a hold for the most the attempt can bill (its time limit x price); its end captures what it really
-billed and releases the rest. Every decision is one SQLite transaction that reads the thread's money
-and writes its answer together, so parallel tool calls, two processes resuming one thread, a cancel
-followed by a new estimate, or a crash between two steps can neither start two attempts on one
-grant nor spend past the hard limit: the loser gets a refusal in words.
+Money is handled as payment systems handle it. A grant (an approval) authorizes one attempt of exactly one
+spec, estimate and set of data bytes. Starting the attempt consumes the grant and places a hold for the most
+the attempt can bill (its time limit x price); its end captures what it really billed and releases the rest.
+Every decision is one transaction (SQLite, or PostgreSQL shared by servers) that reads the thread's money and
+writes its answer together, so parallel tool calls, two processes resuming one thread, a cancel followed by a
+new estimate, or a crash between two steps can neither start two attempts on one grant nor spend past the
+hard limit: the loser gets a refusal in words.
 
 ``SpendStore.start_attempt`` is the only code that answers "may this attempt start?"; it takes values.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from tools.core.database import Location, as_location, shared_database
 from tools.core.errors import GuardRefusal
+from tools.core.money import require_price
 from tools.core.paths import aegis_home
+from tools.core.person import cli_person, person_name
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy, CostEstimate
 from tools.core.status import Decision, GateVerdict
 from tools.policy.db import (
+    Db,
     attempt_from,
     grant_from,
     insert_grant,
@@ -32,7 +36,9 @@ from tools.policy.db import (
     thread_money,
     transaction,
 )
-from tools.policy.gate import GateOutcome, attempt_limits, evaluate_gate
+from tools.policy.gate import GateOutcome, attempt_limits
+from tools.policy.grants import insert_attempt, usable_grant
+from tools.policy.in_force import InForce
 from tools.policy.records import (
     Answered,
     AttemptRow,
@@ -46,6 +52,7 @@ from tools.policy.records import (
     RequestState,
     Ticket,
 )
+from tools.policy.scopes import AttemptCost, OperatorPolicy, Scope, tightest
 
 
 def default_store_path() -> Path:
@@ -53,23 +60,36 @@ def default_store_path() -> Path:
 
 
 def spend_store() -> SpendStore:
-    """The installation's spend store, where the operator's settings put it: the one way code finds the money."""
-    return SpendStore(default_store_path())
+    """The installation's spend store (AEGIS_DATABASE_URL, else the SQLite file): the one way code finds money."""
+    return SpendStore(shared_database() or default_store_path())
 
 
-class SpendStore:
-    """Every money decision of every process on this machine, one transaction each."""
+class SpendStore(InForce):
+    """Every money decision of every process (of every server, on PostgreSQL), one transaction each."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: Location,
+        *,
+        operator: Callable[[], OperatorPolicy] = OperatorPolicy.from_config,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.path = as_location(path)  # a SQLite file's Path, or a postgresql:// URL
+        self.operator = operator  # read at every decision: a limit lowered now applies to what waits
+        self.clock = clock
 
     # -- jobs -----------------------------------------------------------------------------------
 
-    def open_job(self, job_id: str, thread_id: str, policy: BudgetPolicy, max_retries: int) -> JobRecord:
-        """Register a job in its thread (idempotent: a job opened before keeps its policy)."""
+    def open_job(
+        self, job_id: str, thread_id: str, policy: BudgetPolicy, max_retries: int, *, person: str | None = None
+    ) -> JobRecord:
+        """Register a job in its thread for a person (default: the CLI's person); a job opened before keeps its
+        policy and person."""
         with transaction(self.path) as db:
             db.execute(
-                "INSERT OR IGNORE INTO jobs VALUES (?, ?, ?, '', ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (job_id, thread_id, lifecycle, reason, max_budget_usd, soft_threshold_usd, "
+                "allow_auto_approve, max_retries, created, person) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (
                     job_id,
                     thread_id,
@@ -79,6 +99,7 @@ class SpendStore:
                     int(policy.allow_auto_approve),
                     max_retries,
                     time.time(),
+                    person_name(person) if person else cli_person(),
                 ),
             )
             return read_job(db, job_id)
@@ -131,18 +152,19 @@ class SpendStore:
         with transaction(self.path) as db:
             job = read_job(db, job_id)
             require_open(job)
-            return evaluate_gate(estimate, job.policy, thread_money(db, job.thread_id).committed_usd, min_hold_usd)
+            return self._evaluate(db, job, estimate, min_hold_usd)
 
     def grant_by_policy(
-        self, job_id: str, binding: Binding, estimate: CostEstimate, min_hold_usd: float = 0.0
+        self, job_id: str, binding: Binding, estimate: CostEstimate, min_hold_usd: float = 0.0, *, model: str = ""
     ) -> tuple[GateOutcome, Grant | None]:
         """The gate decides in the transaction that writes its grant: approved → a grant; otherwise none."""
         with transaction(self.path) as db:
             job = read_job(db, job_id)
             require_open(job)
-            spent = thread_money(db, job.thread_id).committed_usd
-            outcome = evaluate_gate(estimate, job.policy, spent, min_hold_usd)
+            outcome = self._evaluate(db, job, estimate, min_hold_usd)
             if outcome.outcome != GateVerdict.APPROVED:
+                if outcome.outcome == GateVerdict.REFUSED:
+                    self._refused(db, job, estimate.estimated_cost_usd, outcome, estimate.cost_breakdown.gpu, model)
                 return outcome, None
             grant = insert_grant(db, job_id, binding, estimate.estimated_cost_usd, outcome.decided_by or "", None)
             return outcome, grant
@@ -157,7 +179,8 @@ class SpendStore:
         with transaction(self.path) as db:
             require_open(read_job(db, job_id))
             db.execute(
-                "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
+                "INSERT INTO requests (request_id, job_id, spec_hash, estimate_hash, data_digest, estimate_usd, state, "
+                "payload, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     request_id,
                     job_id,
@@ -193,6 +216,7 @@ class SpendStore:
         decided_by: str,
         estimate: CostEstimate,
         min_hold_usd: float = 0.0,
+        model: str = "",
     ) -> Answered:
         """A person's answer, taken once. Approve makes a grant unless the gate refuses; cancel ends the job.
 
@@ -236,9 +260,9 @@ class SpendStore:
             )
             if estimate.estimate_hash() != binding.estimate_hash:
                 raise GuardRefusal("the estimate changed since the question was asked; nothing was approved")
-            spent = thread_money(db, job.thread_id).committed_usd
-            outcome = evaluate_gate(estimate, job.policy, spent, min_hold_usd)
+            outcome = self._evaluate(db, job, estimate, min_hold_usd)
             if outcome.outcome == GateVerdict.REFUSED:
+                self._refused(db, job, estimate.estimated_cost_usd, outcome, estimate.cost_breakdown.gpu, model)
                 return Answered(decision=decision, decided_by=decided_by, gate=outcome)
             grant = insert_grant(db, job.job_id, binding, estimate.estimated_cost_usd, decided_by, request_id)
             return Answered(decision=decision, decided_by=decided_by, grant=grant, gate=outcome)
@@ -255,76 +279,76 @@ class SpendStore:
         price_usd_per_s: float,
         default_timeout_s: float,
         owner_pid: int,
+        model: str = "",
+        gpu: str = "",
     ) -> Ticket:
         """May this attempt start? One transaction: consume the grant, number the attempt, hold its money.
 
-        Refused (GuardRefusal, in words) when the job is cancelled or closed, there is no grant, the grant
-        was used, voided or given for other bytes, the retry bound is reached, or the hold would pass the
-        hard limit together with everything captured and held in the thread. A grant found for other
-        bytes is voided for good, so the same call cannot succeed later.
+        Refused (GuardRefusal, in words) when the job is cancelled or closed, the brake is on, the price cannot be
+        stated, there is no grant, the grant was used, voided or given for other bytes, the retry bound is
+        reached, or the hold would pass any limit in force now (the thread's, the person's or the installation's,
+        per day and per month) together with everything captured and held in its window. A grant found for other
+        bytes is voided for good; a refusal for money is kept for the spend report.
         """
+        price = require_price(price_usd_per_s, f"job {job_id}'s attempt")
         with transaction(self.path) as db:
             job = read_job(db, job_id)
             require_open(job)
-            grant = self._usable_grant(db, job_id, grant_id)
+            grant = usable_grant(db, job_id, grant_id)
             changes = binding.changes_from(grant.binding)
             if changes:
                 db.execute(
                     "UPDATE grants SET state = ?, reason = ? WHERE grant_id = ?",
                     (GrantState.VOID.value, "; ".join(changes), grant.grant_id),
                 )
-            else:
-                return self._start(
-                    db, job, grant.grant_id, estimated_seconds, price_usd_per_s, default_timeout_s, owner_pid
+                refusal = (
+                    f"the approval no longer applies: {'; '.join(changes)} since it was given. Estimate and ask for "
+                    "approval again; nothing was started"
                 )
-        raise GuardRefusal(
-            f"the approval no longer applies: {'; '.join(changes)} since it was given. Estimate and ask for "
-            "approval again; nothing was started"
-        )
+            else:
+                cost = AttemptCost(seconds=estimated_seconds, price=price, default_timeout_s=default_timeout_s)
+                started = self._start(db, job, grant.grant_id, cost, owner_pid, model, gpu)
+                if isinstance(started, Ticket):
+                    return started
+                refusal = started
+        raise GuardRefusal(refusal)
 
-    @staticmethod
-    def _usable_grant(db: sqlite3.Connection, job_id: str, grant_id: str | None) -> Grant:
-        if not grant_id:
-            raise GuardRefusal("no approval: the run needs an approval from the cost gate before it can start")
-        row = db.execute("SELECT * FROM grants WHERE grant_id = ? AND job_id = ?", (grant_id, job_id)).fetchone()
-        if row is None:
-            raise GuardRefusal(f"approval {grant_id} is not one of job {job_id}'s; nothing was started")
-        grant = grant_from(row)
-        if grant.state is GrantState.CONSUMED:
-            used = db.execute("SELECT attempt FROM attempts WHERE grant_id = ?", (grant_id,)).fetchone()
-            raise GuardRefusal(
-                f"that approval was already used by attempt {used['attempt'] if used else '?'}: one approval starts "
-                "one attempt; ask for approval again"
-            )
-        if grant.state is GrantState.VOID:
-            raise GuardRefusal(f"that approval is void ({row['reason']}); ask for approval again")
-        return grant
-
-    @staticmethod
     def _start(
-        db: sqlite3.Connection,
+        self,
+        db: Db,
         job: JobRecord,
         grant_id: str,
-        estimated_seconds: float,
-        price_usd_per_s: float,
-        default_timeout_s: float,
+        cost: AttemptCost,
         owner_pid: int,
-    ) -> Ticket:
-        count = db.execute("SELECT COUNT(*) FROM attempts WHERE job_id = ?", (job.job_id,)).fetchone()[0]
+        model: str,
+        gpu: str,
+    ) -> Ticket | str:
+        """The attempt's ticket, or the refusal in words (noted for the spend report when it is about money)."""
+        count = db.execute("SELECT COUNT(*) AS n FROM attempts WHERE job_id = ?", (job.job_id,)).fetchone()["n"]
         if count > job.max_retries:
             raise GuardRefusal(
                 f"{count} attempts already ran and max_retries is {job.max_retries}; no further attempt may start"
             )
-        money = thread_money(db, job.thread_id)
+        _, scopes, brake = self._in_force(db, job)
+        limiting = tightest(scopes)
+        assert limiting is not None  # the thread's limit always applies
+        if brake.frozen:
+            self._note_refusal(db, job, cost.seconds * cost.price, "freeze", brake.refusal(), model=model, gpu=gpu)
+            return f"{brake.refusal()}; nothing was started"
         try:
             limits = attempt_limits(
-                estimated_seconds=estimated_seconds,
-                price_usd_per_s=price_usd_per_s,
-                default_timeout_s=default_timeout_s,
-                remaining_usd=job.policy.max_budget_usd - money.committed_usd,
+                estimated_seconds=cost.seconds,
+                price_usd_per_s=cost.price,
+                default_timeout_s=cost.default_timeout_s,
+                remaining_usd=limiting.left_usd,
+                limit_name="the hard limit" if limiting.scope is Scope.THREAD else limiting.name,
             )
         except ValueError as exc:
-            raise GuardRefusal(f"over budget: {exc}; nothing was started") from None
+            said = "" if limiting.scope is Scope.THREAD else f"{limiting.describe()}; "
+            refusal = f"over budget: {said}{exc}; nothing was started"
+            amount = cost.seconds * cost.price
+            self._note_refusal(db, job, amount, limiting.scope.value, refusal, model=model, gpu=gpu)
+            return refusal
         ticket = Ticket(
             attempt_id=new_id("attempt"),
             job_id=job.job_id,
@@ -333,25 +357,10 @@ class SpendStore:
             grant_id=grant_id,
             held_usd=limits.hold_usd,
             timeout_s=limits.timeout_s,
-            price_usd_per_s=price_usd_per_s,
-            started=time.time(),
+            price_usd_per_s=cost.price,
+            started=self.clock(),
         )
-        db.execute(
-            "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL, ?, ?, ?, ?, NULL)",
-            (
-                ticket.attempt_id,
-                ticket.job_id,
-                ticket.thread_id,
-                ticket.attempt,
-                grant_id,
-                ticket.held_usd,
-                HoldState.HELD.value,
-                ticket.timeout_s,
-                price_usd_per_s,
-                owner_pid,
-                ticket.started,
-            ),
-        )
+        insert_attempt(db, ticket, owner_pid=owner_pid, person=job.person, model=model, gpu=gpu)
         db.execute("UPDATE grants SET state = ? WHERE grant_id = ?", (GrantState.CONSUMED.value, grant_id))
         return ticket
 

@@ -97,6 +97,9 @@ class ApprovalRequest(BaseModel):
     spent_usd: float
     soft_threshold_usd: float
     max_budget_usd: float
+    limits: list[str] = Field(
+        default_factory=list, description="Every limit in force (thread, person, installation) and what is left in it."
+    )
     reason: str
     options: list[Decision] = list(Decision)
     attempts: list[PlannedAttempt] = []
