@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.cli import chat, estimate, evaluate, runs, train, ui, use
+from agent.cli import chat, estimate, evaluate, runs, spend, train, ui, use
 from agent.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from agent.cli.output import err_console, quiet_libraries, say_error
 from tools.core.errors import AegisError
@@ -25,7 +25,7 @@ from tools.core.paths import aegis_home
 from tools.core.spec import format_validation_error
 from tools.core.stop import install_signal_handlers
 
-COMMANDS = (estimate, train, chat, ui, evaluate, use, runs)
+COMMANDS = (estimate, train, chat, ui, evaluate, use, runs, spend)
 
 __all__ = ["build_parser", "main"]
 

@@ -24,6 +24,7 @@ from agent.ui.history import ThreadIndex
 from agent.ui.landing import starters
 from agent.ui.pending import PendingIndex
 from agent.ui.presenters import md_safe
+from agent.ui.spend import is_spend_command, show_spend
 from agent.ui.tryit import RUNS_COMMANDS, TRY_ACTION, on_try, show_past_runs
 from agent.ui.views import APPROVAL_ACTION, DECISIONS, ChatView, decided_by, owner, run_turn, spender
 from tools.core.errors import AegisError
@@ -129,6 +130,9 @@ async def restore_history(view: ChatView, session: AgentSession) -> None:
 async def on_message(message: cl.Message) -> None:
     if message.content.strip().lower() in RUNS_COMMANDS:
         await show_past_runs()
+        return
+    if is_spend_command(message.content):
+        await show_spend(message.content)
         return
     view = ChatView.current()
     session = agent_session()
