@@ -45,6 +45,7 @@ async def _say(session_id: str, user: str | None, text: str) -> tuple[list[str],
 
     who = User(identifier=user) if user else None
     session = WebsocketSession(session_id, "sock-" + session_id, emit, emit_call, {}, "webapp", user=who)
+    session.files_dir.parent.mkdir(parents=True, exist_ok=True)  # Chainlit's server makes it at start (no server here)
     try:
         init_ws_context(session)
         await chainlit_app.on_message(chainlit_app.cl.Message(content=text))
