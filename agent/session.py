@@ -27,7 +27,7 @@ from agent.tracing import trace_turn
 from tools.core.database import DATABASE_ERRORS, Location, exclusive, is_postgres, shared_database
 from tools.core.errors import AegisError
 from tools.core.paths import runs_dir
-from tools.core.person import cli_person, person_name
+from tools.core.person import person_or_cli
 from tools.core.runlog import new_run_id
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy
@@ -153,7 +153,7 @@ class AgentSession:
             if not self._state(thread_id).values:
                 inputs |= {
                     "thread_id": thread_id,
-                    "person": person_name(person) if person else cli_person(),
+                    "person": person_or_cli(person),
                     "policy": self.policy.model_dump(mode="json"),  # plain JSON: nothing to import on load
                     "max_retries": self.max_retries,
                     "backend": self.backend,

@@ -195,3 +195,15 @@ def test_the_stricter_policy_is_in_force_and_windows_are_utc_calendar_days() -> 
     assert window_start(Scope.INSTALL_DAY, DEC_31_23H) == datetime(2026, 12, 31, tzinfo=UTC).timestamp()
     said = ScopeMoney(scope=Scope.PERSON_MONTH, person="alice", limit_usd=40.0, committed_usd=38.9).describe()
     assert said == "alice's monthly limit: $40.00, $38.90 spent or held this month"
+
+
+def test_a_refusal_for_the_least_an_attempt_may_bill_is_kept_under_its_scope(store_location: Path | str) -> None:
+    """The estimate alone fits the month; the hold its time limit needs does not: refused, and booked as such."""
+    store = a_store(store_location, Operator(person_month_usd=0.30))
+    est = priced(0.05)
+    store.open_job("j1", "t1", POLICY, max_retries=3, person="alice")
+    outcome, grant = store.grant_by_policy("j1", bound(est), est, min_hold_usd=0.50)
+    assert grant is None and outcome.refused_by == Scope.PERSON_MONTH.value
+    assert outcome.reason.startswith("alice's monthly limit: $0.30, $0.00 spent or held this month")
+    [refused] = store.ledger()
+    assert (refused.kind, refused.scope, refused.usd) == (SpendKind.REFUSED, "person_month", 0.05)

@@ -17,6 +17,11 @@ def person_name(raw: str) -> str:
     return UNSAFE.sub("_", raw.strip())[:64] or "unknown"
 
 
+def person_or_cli(person: str | None) -> str:
+    """The person a caller named (the chat page's signed-in user), else the CLI's."""
+    return person_name(person) if person else cli_person()
+
+
 def cli_person() -> str:
     configured = settings().user
     if configured:

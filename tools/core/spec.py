@@ -155,6 +155,7 @@ class TrainingSpec(BaseModel):
         return stable_hash(self.model_dump(mode="json"))
 
 
+BUDGET_KEYS = ("max_budget_usd", "soft_threshold_usd", "allow_auto_approve")
 SCOPE_LIMIT_KEYS = ("person_day_usd", "person_month_usd", "install_day_usd", "install_month_usd")
 
 
@@ -187,19 +188,26 @@ class BudgetPolicy(BaseModel):
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> BudgetPolicy:
         """Read the operator's policy: a YAML/JSON file (AEGIS_BUDGET_FILE), then AEGIS_* variables."""
-        values: dict[str, Any] = {}
-        configured = settings()
-        file = path or configured.budget_file
-        if file:
-            raw = read_mapping(Path(file), what="budget policy")
-            values.update({key: value for key, value in raw.items() if key not in SCOPE_LIMIT_KEYS})
-        for key in ("max_budget_usd", "soft_threshold_usd", "allow_auto_approve"):
-            if getattr(configured, key) is not None:
-                values[key] = getattr(configured, key)
+        return cls.from_values(operator_budget(path))
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> BudgetPolicy:
+        """This policy out of what the operator set (``operator_budget``); the scope limits are not its own."""
         try:
-            return cls.model_validate(values)
+            return cls.model_validate({key: value for key, value in values.items() if key not in SCOPE_LIMIT_KEYS})
         except ValidationError as exc:
             raise SpecError(format_validation_error(exc, "budget policy")) from None
+
+
+def operator_budget(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Every budget value the operator set, read once: the budget file (AEGIS_BUDGET_FILE), AEGIS_* variables over it."""
+    configured = settings()
+    file = path or configured.budget_file
+    values = dict(read_mapping(Path(file), what="budget policy")) if file else {}
+    for key in (*BUDGET_KEYS, *SCOPE_LIMIT_KEYS):
+        if getattr(configured, key) is not None:
+            values[key] = getattr(configured, key)
+    return values
 
 
 class CostBreakdown(BaseModel):

@@ -36,6 +36,9 @@ class GateOutcome(BaseModel):
     fits: bool
     decided_by: str | None = Field(default=None, description="'policy:auto' when the policy approved on its own.")
     scopes: list[ScopeMoney] = Field(default_factory=list, description="Every limit that applied, and what it held.")
+    refused_by: str = Field(
+        default="", description="For a refusal for money: the scope that refused, or 'freeze' for the brake."
+    )
 
 
 class ApprovalRecord(BaseModel):
@@ -95,7 +98,7 @@ def evaluate_gate(
     total = spent_usd + cost
     b = estimate.cost_breakdown
 
-    def outcome(kind: GateVerdict, reason: str) -> GateOutcome:
+    def outcome(kind: GateVerdict, reason: str, refused_by: str = "") -> GateOutcome:
         return GateOutcome(
             outcome=kind,
             reason=reason,
@@ -106,14 +109,15 @@ def evaluate_gate(
             fits=b.fits,
             decided_by=AUTO_APPROVER if kind is GateVerdict.APPROVED else None,
             scopes=scopes or [],
+            refused_by=refused_by,
         )
 
     spend = f"estimate {usd(cost)}" + (f" plus {usd(spent_usd)} already spent or held" if spent_usd else "")
     place = estimate.placement or Placement(hint="it was never placed on a backend")
     if (refused := placement_refusal(place)) is not None:
         return outcome(GateVerdict.REFUSED, refused)
-    if (refused := frozen or money_refusal(cost, policy, spent_usd, min_hold_usd, scopes or [])) is not None:
-        return outcome(GateVerdict.REFUSED, refused)
+    if by := (FROZEN, frozen) if frozen else money_refusal(cost, policy, spent_usd, min_hold_usd, scopes or []):
+        return outcome(GateVerdict.REFUSED, by[1], by[0])
     if not b.fits:
         return outcome(
             GateVerdict.REFUSED,
@@ -137,18 +141,23 @@ def evaluate_gate(
     )
 
 
+FROZEN = "freeze"  # what a refusal by the operator's brake is booked under
+
+
 def money_refusal(
     cost: float, policy: BudgetPolicy, spent_usd: float, min_hold_usd: float, scopes: list[ScopeMoney]
-) -> str | None:
-    """Why the money refuses: a wider scope the attempt's most would pass, or the thread's hard limit."""
+) -> tuple[str, str] | None:
+    """Which scope (its value) the money refuses in, and why: a wider scope the attempt's most would pass, or the thread's
+    hard limit."""
     wider = [s for s in scopes if s.scope is not Scope.THREAD]
     if (scope := first_passed(wider, max(cost, min_hold_usd))) is not None:
-        return f"{scope.describe()}; this attempt may bill up to {usd(max(cost, min_hold_usd))} (estimate {usd(cost)})"
+        most = usd(max(cost, min_hold_usd))
+        return scope.scope.value, f"{scope.describe()}; this attempt may bill up to {most} (estimate {usd(cost)})"
     if spent_usd + cost > policy.max_budget_usd + MONEY_EPSILON:
         spend = f"estimate {usd(cost)}" + (f" plus {usd(spent_usd)} already spent or held" if spent_usd else "")
-        return f"{spend} exceeds the hard limit of {usd(policy.max_budget_usd)}"
+        return Scope.THREAD.value, f"{spend} exceeds the hard limit of {usd(policy.max_budget_usd)}"
     if spent_usd + min_hold_usd > policy.max_budget_usd + MONEY_EPSILON:
-        return (
+        return Scope.THREAD.value, (
             f"the attempt's time limit must allow {MIN_TIME_COVER:g}x its estimated time, so it can bill up to "
             f"{usd(min_hold_usd)}; with {usd(spent_usd)} already spent or held that exceeds the hard limit of "
             f"{usd(policy.max_budget_usd)} (the estimate alone is {usd(cost)})"

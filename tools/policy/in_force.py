@@ -14,7 +14,7 @@ from tools.core.spec import BudgetPolicy, CostEstimate
 from tools.policy.db import transaction
 from tools.policy.gate import GateOutcome, evaluate_gate
 from tools.policy.records import Brake, JobRecord, LedgerRow, SpendKind
-from tools.policy.scopes import OperatorPolicy, ScopeMoney, first_passed, stricter
+from tools.policy.scopes import OperatorPolicy, ScopeMoney, stricter
 from tools.policy.windows import ledger_rows, read_brake, record_refusal, scope_money, write_brake
 
 
@@ -48,10 +48,8 @@ class InForce:
 
     def _refused(self, db: Any, job: JobRecord, amount: float, outcome: GateOutcome, gpu: str, model: str) -> None:
         """Note money a limit or the brake refused, for the spend report (a refusal for fit or code is not money)."""
-        passed = first_passed(outcome.scopes, amount)
-        scope = "freeze" if outcome.reason.startswith("spending is frozen") else passed.scope.value if passed else ""
-        if scope:
-            self._note_refusal(db, job, amount, scope, outcome.reason, model=model, gpu=gpu)
+        if outcome.refused_by:
+            self._note_refusal(db, job, amount, outcome.refused_by, outcome.reason, model=model, gpu=gpu)
 
     def _note_refusal(
         self, db: Any, job: JobRecord, amount: float, scope: str, reason: str, *, model: str, gpu: str

@@ -11,16 +11,12 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.core.errors import SpecError
-from tools.core.files import read_mapping
 from tools.core.money import MONEY_EPSILON, usd
-from tools.core.settings import settings
-from tools.core.spec import SCOPE_LIMIT_KEYS, BudgetPolicy, format_validation_error
+from tools.core.spec import SCOPE_LIMIT_KEYS, BudgetPolicy, format_validation_error, operator_budget
 
 
 class Scope(StrEnum):
@@ -64,19 +60,12 @@ class OperatorPolicy(BaseModel):
 
     @classmethod
     def from_config(cls) -> OperatorPolicy:
-        configured = settings()
-        values: dict[str, Any] = {}
-        if configured.budget_file:
-            raw = read_mapping(Path(configured.budget_file), what="budget policy")
-            values = {key: raw[key] for key in SCOPE_LIMIT_KEYS if key in raw}
-        values.update(
-            {key: getattr(configured, key) for key in SCOPE_LIMIT_KEYS if getattr(configured, key) is not None}
-        )
+        values = operator_budget()
         try:
-            scopes = ScopeLimits.model_validate(values)
+            scopes = ScopeLimits.model_validate({key: values[key] for key in SCOPE_LIMIT_KEYS if key in values})
         except ValidationError as exc:
             raise SpecError(format_validation_error(exc, "budget policy")) from None
-        return cls(thread=BudgetPolicy.from_config(), scopes=scopes)
+        return cls(thread=BudgetPolicy.from_values(values), scopes=scopes)
 
 
 class ScopeMoney(BaseModel):

@@ -21,7 +21,7 @@ from tools.core.database import Location, as_location, shared_database
 from tools.core.errors import GuardRefusal
 from tools.core.money import require_price
 from tools.core.paths import aegis_home
-from tools.core.person import cli_person, person_name
+from tools.core.person import person_or_cli
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy, CostEstimate
 from tools.core.status import Decision, GateVerdict
@@ -36,7 +36,7 @@ from tools.policy.db import (
     thread_money,
     transaction,
 )
-from tools.policy.gate import GateOutcome, attempt_limits
+from tools.policy.gate import FROZEN, GateOutcome, attempt_limits
 from tools.policy.grants import insert_attempt, usable_grant
 from tools.policy.in_force import InForce
 from tools.policy.records import (
@@ -99,7 +99,7 @@ class SpendStore(InForce):
                     int(policy.allow_auto_approve),
                     max_retries,
                     time.time(),
-                    person_name(person) if person else cli_person(),
+                    person_or_cli(person),
                 ),
             )
             return read_job(db, job_id)
@@ -333,7 +333,7 @@ class SpendStore(InForce):
         limiting = tightest(scopes)
         assert limiting is not None  # the thread's limit always applies
         if brake.frozen:
-            self._note_refusal(db, job, cost.seconds * cost.price, "freeze", brake.refusal(), model=model, gpu=gpu)
+            self._note_refusal(db, job, cost.seconds * cost.price, FROZEN, brake.refusal(), model=model, gpu=gpu)
             return f"{brake.refusal()}; nothing was started"
         try:
             limits = attempt_limits(

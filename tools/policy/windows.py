@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tools.core.spec import BudgetPolicy
-from tools.policy.db import new_id
+from tools.policy.db import new_id, thread_money
 from tools.policy.records import Brake, HoldState, LedgerRow, SpendKind
 from tools.policy.scopes import Scope, ScopeLimits, ScopeMoney, window_start
 
@@ -31,7 +31,7 @@ def scope_money(
         ScopeMoney(
             scope=Scope.THREAD,
             limit_usd=thread_policy.max_budget_usd,
-            committed_usd=_committed(db, "thread_id = ?", (thread_id,)),
+            committed_usd=thread_money(db, thread_id).committed_usd,
         )
     ]
     for scope in (Scope.PERSON_DAY, Scope.PERSON_MONTH, Scope.INSTALL_DAY, Scope.INSTALL_MONTH):
