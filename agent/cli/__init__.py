@@ -17,15 +17,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.cli import chat, estimate, evaluate, runs, spend, train, ui, use
+from agent.cli import chat, continue_run, estimate, evaluate, runs, spend, train, ui, use
 from agent.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from agent.cli.output import err_console, quiet_libraries, say_error
 from tools.core.errors import AegisError
 from tools.core.paths import aegis_home
 from tools.core.spec import format_validation_error
 from tools.core.stop import install_signal_handlers
+from tools.job.reconcile import reconcile_lost_attempts
 
-COMMANDS = (estimate, train, chat, ui, evaluate, use, runs, spend)
+COMMANDS = (estimate, train, continue_run, chat, ui, evaluate, use, runs, spend)
+RECONCILING = frozenset({"train", "continue", "run", "resume", "chat", "ui", "runs", "spend"})
 
 __all__ = ["build_parser", "main"]
 
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     unquiet = quiet_libraries()
     try:
         args = build_parser().parse_args(argv)
+        if args.command in RECONCILING:
+            say_reconciled()
         return int(args.handler(args) or 0)
     except AegisError as exc:
         say_error(str(exc))
@@ -93,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         unquiet()
         restore()
+
+
+def say_reconciled() -> None:
+    """Before a command that trains or reads runs and money: book the attempts this machine lost (tools/job/
+    reconcile.py), and say so. A store that cannot be read is said in the command's own words later."""
+    try:
+        lines = reconcile_lost_attempts()
+    except AegisError:
+        return
+    for line in lines:
+        err_console.print(f"[yellow]reconciled:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def write_crash_log(exc: BaseException) -> Path:

@@ -195,6 +195,15 @@ def job_exit_code(job: JobState) -> int:
     return codes.get(job.status, EXIT_INTERRUPTED if job.status == JobStatus.INTERRUPTED else EXIT_FAILED)
 
 
+def say_job_end(job: JobState) -> int:
+    """How a job driven from the command line ended, in a line or two; its exit code."""
+    console.print(f"run [bold]{job.run_id}[/] status: [bold]{job.status}[/]  report: {job.report_path}")
+    if job.status == JobStatus.REFUSED and job.gate is not None:
+        err_console.print(f"[red]refused:[/] {job.gate.reason}", highlight=False, soft_wrap=True)
+    say_evals_failed(job)
+    return job_exit_code(job)
+
+
 def say_evals_failed(job: JobState) -> None:
     """Why a trained run's evals failed, and that its model is still there to try."""
     if job.status == JobStatus.EVALS_FAILED and job.eval_result is not None:

@@ -49,6 +49,20 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _outcome(r: RunSummary) -> str:
+    """How it ended, with its steps, attempts, continues and parent when it has them."""
+    text = r.outcome + ("" if r.has_model or r.outcome != JobStatus.SUCCEEDED else " (model missing)")
+    if r.steps_done is not None and r.total_steps:
+        text += f", step {r.steps_done}/{r.total_steps}"
+    if r.attempts > 1:
+        text += f", {r.attempts} attempts"
+    if r.continued_from_steps:
+        text += ", continued from step " + ", ".join(map(str, r.continued_from_steps))
+    if r.parent_run:
+        text += f", from run {r.parent_run}"
+    return text
+
+
 def runs_table(runs: list[RunSummary]) -> Table:
     table = Table(title=f"{len(runs)} run(s), newest first", show_lines=False)
     for name in ("run", "when (UTC)", "model", "method", "data", "outcome", "held-out loss", "cost", "time"):
@@ -63,7 +77,7 @@ def runs_table(runs: list[RunSummary]) -> Table:
             r.model or DASH,
             r.method or DASH,
             (r.data or DASH) + (f" ({r.data_rows} rows)" if r.data_rows else ""),
-            r.outcome + ("" if r.has_model or r.outcome != JobStatus.SUCCEEDED else " (model missing)"),
+            _outcome(r),
             _loss(r),
             usd(r.cost_usd),
             time_text,

@@ -9,17 +9,18 @@ from collections.abc import Callable
 from rich.prompt import Prompt
 
 from agent.cli.options import add_backend_flag, add_gate_flags, add_run_flags, apply_eval_flags, standing_approval
-from agent.cli.output import TrainingProgress, console, err_console, job_exit_code, say_evals_failed, show_pending
+from agent.cli.output import TrainingProgress, console, err_console, say_job_end, show_pending
 from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy, load_spec
-from tools.core.status import Decision, JobStatus
+from tools.core.status import Decision
 from tools.inputs.hub_data import ensure_dataset
 from tools.job.approval import pending_request
 from tools.job.pipeline import run_pipeline
 from tools.job.probing import MAX_PROBE_STEPS, MIN_PROBE_STEPS
 from tools.job.state import JobState, new_job
+from tools.use.warm_start import start_from, warm_start_from
 
 GateAnswer = tuple[Decision, str]
 
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="first a probe attempt of N steps on the target (approved and billed on its own) that re-prices the run",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_run",
+        metavar="RUN",
+        help="start from a finished run's trained weights (its adapter, or its full weights) instead of the base",
     )
     p.set_defaults(handler=cmd_train)
 
@@ -75,6 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for path in (spec.dataset_path, spec.eval_dataset_path):
         if path:
             ensure_dataset(path)  # a hub dataset id is downloaded (or named as unreachable) before the job opens
+    warm = warm_start_from(args.from_run, spec) if args.from_run else None
     apply_eval_flags(args)
     policy = BudgetPolicy.from_config().tightened(args.max_budget)
     job = new_job(
@@ -83,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         backend=args.backend or settings().backend,
         local_memory_limit_mb=args.memory_limit_mb,
     )
+    if warm is not None:
+        job = start_from(job, warm)
     console.print(f"run [bold]{job.run_id}[/] → {job.run_dir}")
     with TrainingProgress() as progress:
         job = run_pipeline(
@@ -92,8 +102,4 @@ def cmd_train(args: argparse.Namespace) -> int:
             on_progress=progress.update,
             probe_steps=args.probe_steps,
         )
-    console.print(f"status: [bold]{job.status}[/]  report: {job.report_path}")
-    if job.status == JobStatus.REFUSED and job.gate is not None:
-        err_console.print(f"[red]refused:[/] {job.gate.reason}", highlight=False, soft_wrap=True)
-    say_evals_failed(job)
-    return job_exit_code(job)
+    return say_job_end(job)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import tools.policy.grants as grants
 from agent.cli import main
 from tests.policy.test_spend_report import OPERATOR, PER_S, PNG_MAGIC, Clock, attempt, fill
 from tools.core.money import usd
@@ -29,7 +30,9 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpendStore:
     monkeypatch.setenv("AEGIS_PERSON_MONTH_USD", str(OPERATOR.scopes.person_month_usd))
     monkeypatch.setenv("AEGIS_INSTALL_MONTH_USD", str(OPERATOR.scopes.install_month_usd))
     monkeypatch.setenv("AEGIS_USER", "ops-alice")
-    return fill(path)
+    with monkeypatch.context() as patch:  # its running attempt is another server's: this aegis leaves it be
+        patch.setattr(grants, "this_host", lambda: "another-server")
+        return fill(path)
 
 
 def spend(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -18,7 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from tools.core.errors import AegisError, GuardRefusal
+from tools.core.liveness import this_host
 from tools.core.money import usd
 from tools.core.paths import resolve_dataset_path
 from tools.core.spec import ExecutionResult
@@ -26,6 +29,7 @@ from tools.core.status import AttemptStatus, EventStatus, JobStatus
 from tools.core.stop import StopCheck, stop_requested
 from tools.inputs.datafile import data_digest
 from tools.inputs.local_models import resolve_model
+from tools.inputs.model_identity import model_fingerprint
 from tools.job.reporting import report_job
 from tools.job.state import (
     JobState,
@@ -46,17 +50,29 @@ from tools.run.watchdog import Watchdog
 
 JOB_FILE = "job.json"
 TICKET_FILE = "ticket.json"
+SUPERVISION_FILE = "supervision.json"  # which processes keep the attempt: a reconcile asks if any still runs
 BRAKE_POLL_S = 2.0  # how often a running attempt asks the store whether the operator stopped all spending
 
 
 def _run_options(job: JobState, device: str) -> dict:
-    """Checkpoints, resume, and on this CPU the precision the probe measured fastest (part of the approved estimate)."""
+    """Checkpoints, resume, a warm start's adapter, and on this CPU the precision the probe measured fastest (part
+    of the approved estimate)."""
     measured = job.estimate.cost_breakdown.measured_precision if job.estimate and device == "cpu" else None
+    warm = job.warm_start
     return {
         "checkpoint_every": job.checkpoint_every,
         "resume_from": job.resume.path if job.resume else None,
         "precision": measured,
+        "init_adapter": warm.path if warm is not None and warm.kind == "adapter" and job.resume is None else None,
     }
+
+
+def model_path(job: JobState) -> str:
+    """The weights training starts from: the base model, or a warm start's full weights."""
+    warm = job.warm_start
+    if warm is not None and warm.kind == "model":
+        return warm.path
+    return resolve_model(require_spec(job).model_name).path
 
 
 def _device(job: JobState) -> str:
@@ -74,7 +90,7 @@ def render_preview(job: JobState) -> JobState:
     rendered = render_script(
         spec,
         job.folder.root / "preview",
-        model_path=resolve_model(spec.model_name).path,
+        model_path=model_path(job),
         dataset_path=resolve_dataset_path(spec.dataset_path),
         eval_dataset_path=eval_path,
         device=_device(job),
@@ -115,8 +131,21 @@ def run_job(job: JobState, *, on_progress: ProgressFn | None = None, should_stop
     except GuardRefusal as exc:
         raise GuardRefusal(f"{exc} ({changed})" if changed else str(exc)) from None
     workdir = job.folder.attempt_dir(ticket.attempt)
+    if job.model_fingerprint is None:  # what a continue checks it trains again
+        job = job.model_copy(update={"model_fingerprint": model_fingerprint(resolve_model(spec.model_name).path)})
     brake = BrakeWatch()
     return _attempt(job, ticket, workdir, on_progress, lambda: stop() or brake())
+
+
+class Supervision(BaseModel):
+    """The processes that keep a running attempt, on which machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    owner: int
+    watchdog: int
+    trainer_group: int
 
 
 class BrakeWatch:
@@ -148,6 +177,8 @@ def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: Progress
     def guard(pid: int) -> None:
         nonlocal watchdog
         watchdog = Watchdog.start(pid, ["tools.job.attempt", str(workdir)], log_path=str(workdir / "watchdog.log"))
+        who = Supervision(host=this_host(), owner=os.getpid(), watchdog=watchdog.proc.pid, trainer_group=pid)
+        (workdir / SUPERVISION_FILE).write_text(who.model_dump_json(), encoding="utf-8")
 
     try:
         job.record(
@@ -165,7 +196,7 @@ def _attempt(job: JobState, ticket: Ticket, workdir: Path, on_progress: Progress
         rendered = render_script(
             spec,
             workdir,
-            model_path=resolve_model(spec.model_name).path,
+            model_path=model_path(job),
             dataset_path=Path(data.train_copy),
             eval_dataset_path=Path(data.eval_copy) if data.eval_copy else None,
             device=_device(job),
@@ -248,18 +279,26 @@ def recover_orphan(workdir: Path) -> int:
     row = next((a for a in store.attempts(job_id=ticket.job_id) if a.attempt_id == ticket.attempt_id), None)
     if row is None or row.state is HoldState.CAPTURED:
         return 0  # booked by its own process before it died
+    died = f"the process that ran it (pid {row.owner_pid}) died; its watchdog stopped the training"
+    book_lost(workdir, ticket, ended=time.time(), why=died)
+    return 0
+
+
+def book_lost(workdir: Path, ticket: Ticket, *, ended: float, why: str) -> JobState:
+    """Book an attempt whose owner is gone as interrupted, billed from its start to ``ended`` (at most its hold),
+    with what its metrics show it trained; then the run's report. The store's capture changes nothing if the
+    attempt was already captured (a reconcile captures first, so that only one process books it)."""
     job = JobState.model_validate_json((workdir.parent / JOB_FILE).read_text(encoding="utf-8"))
     rendered = RenderedScript.from_paths(workdir / "train.py", workdir / "config.json")
     tail = MetricsTail(rendered.metrics_path)
     tail.read_new()
-    duration = time.time() - ticket.started
     result = result_from_records(
         require_spec(job),
         rendered,
         tail.records,
         exit_code=None,
         log_path=workdir / "train.log",
-        duration=duration,
+        duration=max(0.0, ended - ticket.started),
         timed_out=False,
         interrupted=True,
         timeout_s=ticket.timeout_s,
@@ -268,13 +307,11 @@ def recover_orphan(workdir: Path) -> int:
         gpu_price_usd_per_sec=ticket.price_usd_per_s,
         estimated_gpu_cost_usd=require_estimate(job).estimated_cost_usd,
     )
-    died = f"the process that ran it (pid {row.owner_pid}) died; its watchdog stopped the training"
     result = result.model_copy(
-        update={"error_message": died, "actual_cost_usd": min(result.actual_cost_usd, ticket.held_usd)}
+        update={"error_message": why, "actual_cost_usd": min(result.actual_cost_usd, ticket.held_usd)}
     )
     job = book_attempt(job, ticket, result)
-    report_job(job, outcome="interrupted")
-    return 0
+    return report_job(job, outcome="interrupted")
 
 
 def _ref(attempt: int, rendered: RenderedScript, job: JobState) -> RenderedRef:

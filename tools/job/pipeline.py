@@ -43,7 +43,11 @@ def run_pipeline(
         job = _probe_attempt(job, probe_steps, ask, on_progress)
         if job.status != JobStatus.PLANNING:
             return report_job(job)
-    job = _through_gate(gate_job(job), ask)
+    return train_approved(through_gate(gate_job(job), ask), ask=ask, on_progress=on_progress)
+
+
+def train_approved(job: JobState, *, ask: AskFn, on_progress: ProgressFn | None = None) -> JobState:
+    """From the gate's answer to the report: run while approved, evaluate a success, heal by the rules."""
     while job.status == JobStatus.APPROVED:
         try:
             job = run_job(job, on_progress=on_progress)
@@ -70,7 +74,7 @@ def run_pipeline(
             )
             job = job.model_copy(update={"status": JobStatus.FAILED})
             break
-        job = _through_gate(gate_job(job), ask)
+        job = through_gate(gate_job(job), ask)
     return report_job(job)
 
 
@@ -80,7 +84,7 @@ def _probe_attempt(job: JobState, steps: int, ask: AskFn, on_progress: ProgressF
     Returns the job back in planning with the full spec and a measured estimate, or stopped (cancelled, refused,
     failed) with the probe as its last attempt.
     """
-    job = _through_gate(gate_job(start_probe(job, steps)), ask)
+    job = through_gate(gate_job(start_probe(job, steps)), ask)
     if job.status != JobStatus.APPROVED:
         return job
     try:
@@ -91,7 +95,7 @@ def _probe_attempt(job: JobState, steps: int, ask: AskFn, on_progress: ProgressF
     return finish_probe(job)
 
 
-def _through_gate(job: JobState, ask: AskFn) -> JobState:
+def through_gate(job: JobState, ask: AskFn) -> JobState:
     """Loop while a person keeps asking to optimize; stop at approve, cancel or refusal."""
     for _ in range(5):
         if job.status == JobStatus.PLANNING:

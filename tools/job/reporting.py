@@ -4,6 +4,9 @@ closes the job."""
 from __future__ import annotations
 
 from tools.core.errors import AegisError
+from tools.core.money import usd
+from tools.core.paths import runs_dir
+from tools.core.runlog import RunFolder
 from tools.core.status import JobStatus
 from tools.job.state import JobState, require_spec
 from tools.policy.store import spend_store
@@ -41,6 +44,8 @@ def report_job(job: JobState, outcome: str | None = None) -> JobState:
         outcome=final,
         preflight=job.preflight,
         quote_hash=job.quote.quote_hash if job.quote else None,
+        continued=job.continued,
+        lineage=lineage_lines(job),
     )
     job = job.model_copy(update={"report_path": str(path)})
     job.record("report", "completed", f"report written to {path}", path=str(path))
@@ -51,6 +56,41 @@ def report_job(job: JobState, outcome: str | None = None) -> JobState:
         track_job(job, str(final))
     spend_store().close(job.run_id, f"ended {final}; report written")
     return job
+
+
+def lineage_lines(job: JobState) -> list[str]:
+    """The report's lines on where the run came from: its parent run, each continue and what it saved."""
+    lines = []
+    if job.warm_start is not None:
+        warm = job.warm_start
+        what = "LoRA adapter" if warm.kind == "adapter" else "full weights"
+        lines.append(f"Started from run `{warm.run_id}`'s trained {what} ({warm.method} of {warm.model_name}).")
+    for point in job.continued:
+        lines.append(
+            f"Continued with `aegis continue` from the checkpoint at step {point.step} (attempt {point.from_attempt}):"
+            f" {usd(point.saved_usd)} and {point.saved_seconds / 60:.1f} min less than starting again (estimate)."
+        )
+    lost = [n for n, a in enumerate(job.attempts, 1) if (a.error_message or "").startswith("lost:")]
+    if lost:
+        lines.append(
+            f"Attempt {', '.join(map(str, lost))} was lost with its machine and reconciled when aegis next started: "
+            "billed up to its last progress record, the rest of its hold released."
+        )
+    return lines
+
+
+def parent_tags(job: JobState) -> dict[str, str]:
+    """The tracker tags that name the run's parent: its id, and its MLflow run (MLflow nests the child under it)."""
+    if job.warm_start is None:
+        return {}
+    parent = job.warm_start.run_id
+    tags = {"aegis.parent_run": parent}
+    logged = [
+        e for e in RunFolder(runs_dir() / parent).events() if e.phase == "tracking" and e.data.get("mlflow_run_id")
+    ]
+    if logged:
+        tags["mlflow.parentRunId"] = str(logged[-1].data["mlflow_run_id"])
+    return tags
 
 
 def track_job(job: JobState, outcome: str) -> None:
@@ -64,7 +104,7 @@ def track_job(job: JobState, outcome: str) -> None:
             eval_result=job.eval_result,
             outcome=outcome,
             data_digest=job.data_digest,
-            extra_tags={"aegis.thread_id": job.thread},
+            extra_tags={"aegis.thread_id": job.thread, **parent_tags(job)},
         )
         done = track(run)
     except Exception as exc:  # MLflow, a server, a disk: the run is done and reported whatever they say

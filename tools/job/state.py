@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -50,6 +50,19 @@ class RenderedRef(BaseModel):
     spec_hash: str
 
 
+class WarmStart(BaseModel):
+    """The finished run a new run starts from: its trained weights, and what they were trained as."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    kind: Literal["adapter", "model"] = Field(description="adapter: a LoRA adapter on the base; model: full weights.")
+    path: str = Field(description="The parent's final folder.")
+    method: str
+    model_name: str
+    final_train_loss: float | None = None
+
+
 class JobState(BaseModel):
     """Everything the steps need, serialisable so LangGraph can checkpoint it. Money lives in the spend store."""
 
@@ -82,6 +95,11 @@ class JobState(BaseModel):
     probe_of: TrainingSpec | None = Field(
         default=None, description="While a probe attempt is the current spec: the full spec it will re-price."
     )
+    warm_start: WarmStart | None = Field(default=None, description="The finished run whose weights it starts from.")
+    continued: list[ResumePoint] = Field(
+        default_factory=list, description="Each `aegis continue` of this run: where it resumed, what it saved."
+    )
+    model_fingerprint: str | None = Field(default=None, description="The base model it trained, as first started.")
 
     @model_validator(mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from tools.core.spec import BudgetPolicy
 from tools.policy.records import (
     AttemptRow,
     Binding,
+    Claim,
     Grant,
     GrantState,
     HoldState,
@@ -124,6 +125,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX IF NOT EXISTS refusals_created ON refusals(created)",
     ),
+    (
+        "ALTER TABLE attempts ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN opened_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN claim_host TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN claim_pid INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN claimed DOUBLE PRECISION NOT NULL DEFAULT 0",
+    ),
 )
 
 
@@ -189,6 +197,8 @@ def read_job(db: Db, job_id: str) -> JobRecord:
             allow_auto_approve=bool(row["allow_auto_approve"]),
         ),
         max_retries=row["max_retries"],
+        opened_attempts=row["opened_attempts"],
+        claim=Claim(host=row["claim_host"], pid=row["claim_pid"], since=row["claimed"]),
     )
 
 
@@ -238,6 +248,9 @@ def attempt_from(row: Any) -> AttemptRow:
         person=row["person"],
         model=row["model"],
         gpu=row["gpu"],
+        host=row["host"],
+        price_usd_per_s=row["price_usd_per_s"],
+        timeout_s=row["timeout_s"],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tools.core.errors import GuardRefusal
+from tools.core.liveness import this_host
 from tools.policy.db import grant_from
 from tools.policy.records import Grant, GrantState, HoldState, Ticket
 
@@ -30,7 +31,8 @@ def usable_grant(db: Any, job_id: str, grant_id: str | None) -> Grant:
 def insert_attempt(db: Any, ticket: Ticket, *, owner_pid: int, person: str, model: str, gpu: str) -> None:
     db.execute(
         "INSERT INTO attempts (attempt_id, job_id, thread_id, attempt, grant_id, held_usd, state, timeout_s, "
-        "price_usd_per_s, owner_pid, started, person, model, gpu) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "price_usd_per_s, owner_pid, started, person, model, gpu, host) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             ticket.attempt_id,
             ticket.job_id,
@@ -46,5 +48,6 @@ def insert_attempt(db: Any, ticket: Ticket, *, owner_pid: int, person: str, mode
             person,
             model,
             gpu,
+            this_host(),
         ),
     )

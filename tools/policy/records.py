@@ -69,6 +69,16 @@ class Money(BaseModel):
         return self.captured_usd + self.held_usd
 
 
+class Claim(BaseModel):
+    """Which process continues a job (``aegis continue``): while it lives, no other may."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = ""
+    pid: int = 0
+    since: float = 0.0
+
+
 class JobRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,6 +89,10 @@ class JobRecord(BaseModel):
     reason: str
     policy: BudgetPolicy
     max_retries: int
+    opened_attempts: int = Field(
+        default=0, description="Attempts it had when last continued: the retry bound counts from there."
+    )
+    claim: Claim = Field(default_factory=Claim)
 
 
 class Grant(BaseModel):
@@ -122,6 +136,9 @@ class AttemptRow(_Attempt):
     person: str = ""
     model: str = ""
     gpu: str = ""
+    host: str = Field(default="", description="The machine whose process owns it ('' in stores older than hosts).")
+    price_usd_per_s: float = 0.0
+    timeout_s: float = 0.0
 
 
 class Answered(BaseModel):

@@ -4,11 +4,9 @@ Money is handled as payment systems handle it. A grant (an approval) authorizes 
 spec, estimate and set of data bytes. Starting the attempt consumes the grant and places a hold for the most
 the attempt can bill (its time limit x price); its end captures what it really billed and releases the rest.
 Every decision is one transaction (SQLite, or PostgreSQL shared by servers) that reads the thread's money and
-writes its answer together, so parallel tool calls, two processes resuming one thread, a cancel followed by a
-new estimate, or a crash between two steps can neither start two attempts on one grant nor spend past the
-hard limit: the loser gets a refusal in words.
-
-``SpendStore.start_attempt`` is the only code that answers "may this attempt start?"; it takes values.
+writes its answer together, so parallel calls, two processes, a cancel then an estimate, or a crash between
+two steps can neither start two attempts on one grant nor spend past the hard limit. ``start_attempt`` is the
+only code that answers "may this attempt start?"; it takes values.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from tools.core.person import person_or_cli
 from tools.core.settings import settings
 from tools.core.spec import BudgetPolicy, CostEstimate
 from tools.core.status import Decision, GateVerdict
+from tools.policy.continuation import Continuation
 from tools.policy.db import (
     Db,
     attempt_from,
@@ -64,7 +63,7 @@ def spend_store() -> SpendStore:
     return SpendStore(shared_database() or default_store_path())
 
 
-class SpendStore(InForce):
+class SpendStore(InForce, Continuation):
     """Every money decision of every process (of every server, on PostgreSQL), one transaction each."""
 
     def __init__(
@@ -325,9 +324,10 @@ class SpendStore(InForce):
     ) -> Ticket | str:
         """The attempt's ticket, or the refusal in words (noted for the spend report when it is about money)."""
         count = db.execute("SELECT COUNT(*) AS n FROM attempts WHERE job_id = ?", (job.job_id,)).fetchone()["n"]
-        if count > job.max_retries:
+        if (ran := count - job.opened_attempts) > job.max_retries:
+            since = " since it was continued" if job.opened_attempts else ""
             raise GuardRefusal(
-                f"{count} attempts already ran and max_retries is {job.max_retries}; no further attempt may start"
+                f"{ran} attempts already ran{since} and max_retries is {job.max_retries}; none may start"
             )
         _, scopes, brake = self._in_force(db, job)
         limiting = tightest(scopes)

@@ -30,6 +30,9 @@ Sharding = Literal["none", "fsdp"]
 # quantized; paged also moves them to host memory under pressure.
 OptimizerName = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 DEVICES = ("cpu", "cuda")
+# A saved adapter (peft's save_pretrained): its config and one of its weight files, safetensors first.
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+ADAPTER_FILES_WORDS = "adapter_config.json and adapter_model.safetensors or adapter_model.bin"
 REQUIRED_KEYS = ("spec", "model_path", "dataset_path", "output_dir", "metrics_path", "device", "precision")
 
 
@@ -168,6 +171,7 @@ class RecipeConfig:
     max_steps: int | None = None
     checkpoint_every: int | None = None
     resume_from: str | None = None
+    init_adapter: str | None = None  # warm start: a finished LoRA run's adapter folder, loaded into the new LoRA
 
 
 def _positive_int(value: Any) -> bool:
@@ -210,7 +214,17 @@ def _top_level_problems(cfg: dict[str, Any]) -> list[str]:
     resume = cfg.get("resume_from")
     if resume and (not isinstance(resume, str) or not (Path(resume) / "state.json").is_file()):
         problems.append(f"resume_from '{resume}' is not a checkpoint folder (no state.json)")
+    adapter = cfg.get("init_adapter")
+    if adapter and (not isinstance(adapter, str) or adapter_weights(Path(adapter)) is None):
+        problems.append(f"init_adapter '{adapter}' is not an adapter folder ({ADAPTER_FILES_WORDS})")
     return problems
+
+
+def adapter_weights(folder: Path) -> Path | None:
+    """The weights file of a saved LoRA adapter (peft's save_pretrained), or None if the folder holds no adapter."""
+    if not (folder / "adapter_config.json").is_file():
+        return None
+    return next((folder / name for name in ADAPTER_WEIGHTS if (folder / name).is_file()), None)
 
 
 def parse_config(cfg: Any) -> RecipeConfig:
@@ -221,6 +235,9 @@ def parse_config(cfg: Any) -> RecipeConfig:
         )
     problems = _top_level_problems(cfg)
     spec = _parse_spec(cfg.get("spec"), problems)
+    if cfg.get("init_adapter") and spec["method"] not in ("lora", "qlora"):
+        # A full fine-tune continues from the parent's final weights instead: the host points model_path at them.
+        problems.append("init_adapter needs method lora or qlora")
     if problems:
         raise RecipeFailure(EXIT_CONFIG, "config", "invalid config: " + "; ".join(problems))
     return RecipeConfig(
@@ -235,6 +252,7 @@ def parse_config(cfg: Any) -> RecipeConfig:
         max_steps=cfg.get("max_steps"),
         checkpoint_every=cfg.get("checkpoint_every"),
         resume_from=cfg.get("resume_from") or None,
+        init_adapter=cfg.get("init_adapter") or None,
     )
 
 

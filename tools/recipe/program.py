@@ -269,9 +269,47 @@ class FineTuneRecipe:
                 "unsupported",
                 f"no known attention projections in {type(model).__name__}; set lora_target_modules in the spec",
             )
-        return apply_lora(
+        model = apply_lora(
             model, list(targets), r=self.spec.lora_r, alpha=self.spec.lora_alpha, dropout=self.spec.lora_dropout
         )
+        if self.cfg.init_adapter:
+            self._warm_start(model, Path(self.cfg.init_adapter))
+        return model
+
+    def _warm_start(self, model, folder: Path) -> None:
+        """Load a finished run's adapter into the new LoRA; one that does not fit it is refused, naming what differs."""
+        saved = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        lora = model.peft_config["default"]
+        differs = []
+        if saved.get("r") != lora.r:
+            differs.append(f"lora_r {saved.get('r')} there, {lora.r} here")
+        theirs = saved.get("target_modules")
+        theirs, ours = sorted(theirs) if isinstance(theirs, list) else theirs, sorted(lora.target_modules)
+        if theirs != ours:
+            differs.append(f"lora_target_modules {theirs} there, {ours} here")
+        differs = differs or self._load_adapter_weights(model, folder)
+        if differs:
+            raise RecipeFailure(
+                EXIT_CONFIG, "config", f"init_adapter {folder} does not fit this LoRA: {'; '.join(differs)}"
+            )
+        if saved.get("lora_alpha") != lora.lora_alpha:
+            alpha = saved.get("lora_alpha")
+            log(f"the adapter was trained with lora_alpha {alpha}, this run scales it by {lora.lora_alpha}")
+        log(f"warm start from adapter {folder}")
+
+    @staticmethod
+    def _load_adapter_weights(model, folder: Path) -> list[str]:
+        """Copy the adapter's tensors into the LoRA; what did not load, in words ([] when all did)."""
+        from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+        try:
+            result = set_peft_model_state_dict(model, load_peft_weights(str(folder), device="cpu"))
+        except (RuntimeError, ValueError) as exc:  # a shape that does not fit: another base model
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            return [next((line for line in lines if "mismatch" in line), lines[-1])]
+        missing = [key for key in result.missing_keys if ".lora_" in key]
+        found = (("unknown to this model", result.unexpected_keys), ("missing from it", missing))
+        return [f"{len(keys)} tensors {what} (first: {keys[0]})" for what, keys in found if keys]
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -545,9 +583,7 @@ class FineTuneRecipe:
         model = self._unwrapped()
         trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
         torch.save(trainable, partial / "trainable.pt")
-        torch.save(
-            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, partial / "optim.pt"
-        )
+        torch.save(self._continue_state(), partial / "optim.pt")
         stable = window_is_stable(self.grad_norms, self.window_grad_norms)
         self.grad_norms.extend(self.window_grad_norms)
         self.window_grad_norms = []
@@ -558,6 +594,8 @@ class FineTuneRecipe:
             "loss": self.last_loss,
             "learning_rate": self.spec.learning_rate,
             "effective_batch": self._effective_batch(),
+            "total_steps": self.total_steps,
+            "seed": self.spec.seed,
             "stable": stable,
             "grad_norm_median": median(self.grad_norms),
             "files": {name: sha256_file(partial / name) for name in CHECKPOINT_FILES},
@@ -568,6 +606,38 @@ class FineTuneRecipe:
         self.emit({"type": "checkpoint", "step": self.global_step, "path": str(folder), "stable": stable})
         log(f"checkpoint saved at step {self.global_step} ({'stable' if stable else 'gradients spiking'}): {folder}")
         prune_checkpoints(root)
+
+    def _continue_state(self) -> dict[str, Any]:
+        """What optim.pt holds beside the weights: the optimizer, the schedule, the random number generators (dropout
+        draws from them) and the fp16 loss scale, so a resumed run draws the same masks and follows the same curve."""
+        import torch
+
+        rng: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def _restore_continue_state(self, optim: dict[str, Any]) -> None:
+        """The inverse of _continue_state; a checkpoint from before the generators were saved still loads."""
+        import torch
+
+        self.optimizer.load_state_dict(optim["optimizer"])
+        self.scheduler.load_state_dict(optim["scheduler"])
+        if self.scaler is not None and optim.get("scaler"):
+            self.scaler.load_state_dict(optim["scaler"])
+        rng = optim.get("rng")
+        if not rng:
+            log("this checkpoint holds no random number generator states: dropout will draw other masks")
+            return
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
+        torch.set_rng_state(rng["torch"].cpu())
+        if self.device.type == "cuda" and rng.get("cuda"):
+            # one state per GPU that saved it; a machine that sees fewer GPUs restores the ones it has
+            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"][: torch.cuda.device_count()]])
 
     def _load_checkpoint(self, folder: Path) -> None:
         import torch
@@ -592,9 +662,7 @@ class FineTuneRecipe:
                 EXIT_CONFIG, "config", f"checkpoint {folder} is at step {state['step']} of {self.total_steps}: done"
             )
         self.model.load_state_dict(trainable, strict=False)
-        optim = torch.load(folder / "optim.pt", map_location=self.device)
-        self.optimizer.load_state_dict(optim["optimizer"])
-        self.scheduler.load_state_dict(optim["scheduler"])
+        self._restore_continue_state(torch.load(folder / "optim.pt", map_location=self.device))
         self._rescale_learning_rate(state.get("learning_rate"))
         self.global_step, self.tokens_seen = int(state["step"]), int(state["tokens"])
         self.last_loss = state.get("loss")

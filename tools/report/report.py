@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tools.core.paths import TEMPLATES_DIR
 from tools.core.runlog import RunFolder
 from tools.core.spec import BudgetPolicy, CostEstimate, EvalResult, ExecutionResult, RunEvent, TrainingSpec
 from tools.core.status import JobStatus
+from tools.plan.checkpoints import ResumePoint
 from tools.plan.preflight import PreflightReport
 from tools.plan.remediation import Remediation
 
@@ -67,12 +69,16 @@ def _seconds(value: float) -> str:
     return f"{value:.0f} s" if value < 60 else minutes(value)
 
 
-def _resume_rows(attempts: list[ExecutionResult], remediations: list[Remediation]) -> list[dict[str, str]]:
-    """Per attempt: steps trained in it, steps taken from a checkpoint, and what resuming saved against a restart."""
+def _resume_rows(
+    attempts: list[ExecutionResult], remediations: list[Remediation], continued: Sequence[ResumePoint] = ()
+) -> list[dict[str, str]]:
+    """Per attempt: steps trained in it, steps taken from a checkpoint, and what resuming saved against a restart
+    (a retry's resume, or a person's continue from that step)."""
     resumes = {item.attempt: item.resume.model_dump() for item in remediations if item.resume}
     rows = []
     for i, a in enumerate(attempts, start=1):
-        resume = resumes.get(i - 1) or {}
+        by_continue = next((c.model_dump() for c in continued if c.step == a.resumed_from_step), {})
+        resume = resumes.get(i - 1) or by_continue
         rows.append(
             {
                 "n": str(i),
@@ -298,11 +304,14 @@ def write_report(
     outcome: str,
     preflight: PreflightReport | None = None,
     quote_hash: str | None = None,
+    continued: Sequence[ResumePoint] = (),
+    lineage: Sequence[str] = (),
 ) -> Path:
     """Write REPORT.md (and loss_curve.png) into the run's folder and return the report's path.
 
     remediations: one record per healing step (the failed attempt it followed, rule, explanation, changes).
     quote_hash: the quote of the last spec: the same hash its estimate and its approval showed.
+    continued: where each `aegis continue` resumed; lineage: lines on the run's parent and continues.
     """
     curve = plot_loss_curve(attempts, run.loss_curve_path)
     context = {
@@ -319,7 +328,10 @@ def write_report(
         "comparison_rows": _estimated_vs_actual(estimate, attempts, spec),
         "attempts": attempts,
         "attempt_rows": _attempt_rows(attempts),
-        "resume_rows": _resume_rows(attempts, remediations) if any(a.resumed_from_step for a in attempts) else [],
+        "lineage": list(lineage),
+        "resume_rows": _resume_rows(attempts, remediations, continued)
+        if any(a.resumed_from_step for a in attempts)
+        else [],
         "remediations": _remediation_rows(remediations),
         "loss_curve": curve.relative_to(run.root).as_posix() if curve else None,
         "eval": eval_result,

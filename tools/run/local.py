@@ -188,7 +188,9 @@ def _command(spec: TrainingSpec, rendered: RenderedScript) -> list[str]:
 def training_mounts(spec: TrainingSpec, rendered: RenderedScript) -> Mounts:
     """What the script may see: the model, the data and a checkpoint to resume from, read-only; its attempt folder."""
     config = rendered.config
-    inputs = paths_of(config.get(key) for key in ("model_path", "dataset_path", "eval_dataset_path", "resume_from"))
+    inputs = paths_of(
+        config.get(key) for key in ("model_path", "dataset_path", "eval_dataset_path", "resume_from", "init_adapter")
+    )
     return Mounts(read_only=inputs, writable=(rendered.workdir,), remote_code=spec.trust_remote_code)
 
 

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     import modal
 
 # Config keys that name input files or folders the container must see, and outputs it writes.
-# resume_from: a checkpoint of an earlier attempt, brought home after it ended, goes back up for the retry.
-INPUT_KEYS: tuple[str, ...] = ("model_path", "dataset_path", "eval_dataset_path", "resume_from")
+# resume_from: a checkpoint of an earlier attempt, brought home after it ended, goes back up for the retry;
+# init_adapter: a finished run's adapter a warm start begins from.
+INPUT_KEYS: tuple[str, ...] = ("model_path", "dataset_path", "eval_dataset_path", "resume_from", "init_adapter")
 
 
 def stage_config(config: dict[str, Any], remote_dir: PurePosixPath) -> tuple[dict[str, Any], list[tuple[Path, str]]]:

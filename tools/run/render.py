@@ -24,6 +24,7 @@ from tools.core.catalog import get_gpu
 from tools.core.errors import AegisError
 from tools.core.paths import TEMPLATES_DIR
 from tools.core.spec import Precision, TrainingSpec
+from tools.recipe.config import ADAPTER_FILES_WORDS, adapter_weights
 from tools.recipe.precision import PRECISIONS, cpu_supports_bf16, resolve_precision
 
 TEMPLATE_NAME = "train.py.j2"
@@ -44,7 +45,7 @@ RECIPE_MODULES = (
 )
 # The only run-time knobs a caller may add beside the spec. Closed on purpose: a knob that fakes
 # a failure (say, "nan_after_step") has no place in a script that runs on real money.
-EXTRA_KEYS = ("max_steps", "checkpoint_every", "resume_from", "precision")
+EXTRA_KEYS = ("max_steps", "checkpoint_every", "resume_from", "init_adapter", "precision")
 
 
 class RenderedScript(BaseModel):
@@ -189,11 +190,24 @@ def _check_extra(extra: dict[str, Any]) -> dict[str, Any]:
             raise AegisError(f"run option 'resume_from': '{resume}' is not a checkpoint folder (no state.json)")
         resume = str(folder)
     checked["resume_from"] = resume
+    checked["init_adapter"] = _check_init_adapter(extra.get("init_adapter"))
     precision = extra.get("precision")
     if precision is not None and precision not in PRECISIONS[1:]:
         raise AegisError(f"run option 'precision' must be one of {', '.join(PRECISIONS[1:])}, got {precision!r}")
     checked["precision"] = precision
     return checked
+
+
+def _check_init_adapter(adapter: Any) -> str | None:
+    """A warm start's adapter folder, absolute; one that does not hold a saved adapter is refused here."""
+    if adapter is None:
+        return None
+    folder = Path(adapter).expanduser().resolve() if isinstance(adapter, str | Path) and adapter else None
+    if folder is None or adapter_weights(folder) is None:
+        raise AegisError(
+            f"run option 'init_adapter': '{adapter}' is not an adapter folder (needs {ADAPTER_FILES_WORDS})"
+        )
+    return str(folder)
 
 
 def render_script(
@@ -224,6 +238,7 @@ def render_script(
         "max_steps": options["max_steps"] if options["max_steps"] is not None else spec.max_steps,
         "checkpoint_every": options["checkpoint_every"],
         "resume_from": options["resume_from"],
+        "init_adapter": options["init_adapter"],
         "extra": dict(extra or {}),
     }
     script_path = workdir / "train.py"

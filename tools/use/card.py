@@ -69,6 +69,7 @@ class CardFacts(BaseModel):
     eval_seconds: float | None
     where: str
     provenance: Provenance
+    parent_run: str | None = Field(default=None, description="The finished run whose weights it started from.")
 
 
 def card_facts(run: RunRecord, provenance: Provenance, *, merged: bool = False) -> CardFacts:
@@ -102,6 +103,7 @@ def card_facts(run: RunRecord, provenance: Provenance, *, merged: bool = False) 
         eval_seconds=result.metrics.get("eval_seconds") if result else None,
         where=f"attempt {n} of {len(job.attempts)}, {attempt.executor} on {attempt.num_gpus}× {attempt.gpu}",
         provenance=provenance,
+        parent_run=job.warm_start.run_id if job.warm_start else None,
     )
 
 
@@ -184,7 +186,9 @@ def render_card(f: CardFacts, repo: str = "PATH/TO/THIS/FOLDER") -> str:
         rows += f", {f.eval_rows} held-out (separate eval file)"
     return (
         _front_matter(f) + f"\n# {f.method} fine-tune of {base} ({kind})\n\n"
-        f"Trained by Aegis-ML, run `{f.run_id}` ({f.outcome}; {f.where}).\n\n"
+        f"Trained by Aegis-ML, run `{f.run_id}` ({f.outcome}; {f.where})"
+        + (f", starting from the trained weights of run `{f.parent_run}`" if f.parent_run else "")
+        + ".\n\n"
         f"## Base model\n\n{base}"
         + (f" (in Aegis-ML: `{f.spec_model_name}`)" if f.base_model and f.base_model != f.spec_model_name else "")
         + base_note(f.spec_model_name)

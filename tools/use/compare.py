@@ -78,6 +78,11 @@ def _attempt(record: RunRecord) -> Any:
     return record.job.attempts[-1] if record.job is not None and record.job.attempts else None
 
 
+def _attempts(s: RunSummary) -> str:
+    steps = ", ".join(map(str, s.continued_from_steps))
+    return f"{s.attempts}" + (f" (continued from step {steps})" if steps else "")
+
+
 def metric_rows(a: RunRecord, b: RunRecord) -> list[Row]:
     sa, sb = a.summary(), b.summary()
     aa, ab = _attempt(a), _attempt(b)
@@ -93,6 +98,8 @@ def metric_rows(a: RunRecord, b: RunRecord) -> list[Row]:
 
     rows = [
         row("outcome", sa.outcome, sb.outcome),
+        row("started from run", sa.parent_run or DASH, sb.parent_run or DASH),
+        row("attempts (continued from step)", _attempts(sa), _attempts(sb)),
         row("held-out loss (base → tuned)", loss_pair(sa), loss_pair(sb)),
         row("perplexity (tuned)", _num(_metric(a, "perplexity"), 2), _num(_metric(b, "perplexity"), 2)),
         row(

@@ -43,6 +43,12 @@ class RunSummary(BaseModel):
     eval_seconds: float | None = None
     thread_id: str | None = None
     has_model: bool = False
+    parent_run: str | None = None
+    attempts: int = 0
+    steps_done: int | None = None
+    total_steps: int | None = None
+    continued_from_steps: list[int] = []
+    continue_saved_usd: float = 0.0
 
 
 class RunRecord:
@@ -123,7 +129,23 @@ class RunRecord:
             eval_seconds=eval_seconds,
             thread_id=job.thread if job is not None else None,
             has_model=self.has_model(),
+            **_lineage(job),
         )
+
+
+def _lineage(job: JobState | None) -> dict:
+    """The run's parent, its attempts and steps, and where each continue resumed (with what it saved)."""
+    if job is None:
+        return {}
+    last = job.attempts[-1] if job.attempts else None
+    return {
+        "parent_run": job.warm_start.run_id if job.warm_start else None,
+        "attempts": len(job.attempts),
+        "steps_done": last.steps_completed if last else None,
+        "total_steps": last.total_steps if last else None,
+        "continued_from_steps": [point.step for point in job.continued],
+        "continue_saved_usd": sum(point.saved_usd for point in job.continued),
+    }
 
 
 def _read_job(root: Path) -> JobState | None:
