@@ -17,6 +17,7 @@ from tools.job.attempt import SUPERVISION_FILE, Supervision
 from tools.job.state import JobState
 from tools.policy.records import HoldState
 from tools.policy.store import spend_store
+from tools.report.tracking import RUN_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +122,8 @@ def assert_priced_for_the_steps_left(job: JobState) -> None:
     assert any(note in line for line in job.estimate.cost_breakdown.notes)
 
 
-def test_a_run_stopped_with_ctrl_c_continues_from_its_checkpoint(tmp_path, uninterrupted):
+def test_a_run_stopped_with_ctrl_c_continues_from_its_checkpoint(tmp_path, uninterrupted, monkeypatch):
+    monkeypatch.setenv("AEGIS_TRACKING", "mlflow")
     runs = tmp_path / "runs"
     proc = start_aegis(aegis_env(tmp_path), "train", str(write_spec(tmp_path)), "--yes", log=tmp_path / "a.log")
     wait_for(lambda: checkpointed_past(runs, int(STEPS * 0.6)), 300, "60% of the steps")
@@ -139,6 +141,17 @@ def test_a_run_stopped_with_ctrl_c_continues_from_its_checkpoint(tmp_path, unint
     assert f"{STEPS - job.attempts[-1].resumed_from_step} steps left of {STEPS}" in priced.message
     report = folder.report_path.read_text()
     assert "Continued with `aegis continue` from the checkpoint" in report
+    assert_mlflow_has_the_continued_steps(runs, job)
+
+
+def assert_mlflow_has_the_continued_steps(runs: Path, job: JobState) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("aegis-ml")
+    [run] = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{job.run_id}'")
+    continued = client.get_metric_history(run.info.run_id, "attempt2/train/loss")
+    assert sorted(m.step for m in continued) == list(range(job.attempts[-1].resumed_from_step + 1, STEPS + 1))
 
 
 def kill_like_a_power_loss(proc, workdir: Path) -> None:

@@ -130,8 +130,11 @@ def collect(
     events = folder.events()
     started = events[0].timestamp.timestamp() if events else time.time()
     points: list[StepPoint] = []
+    began = {
+        e.data.get("attempt"): e.timestamp.timestamp() for e in events if (e.phase, e.status) == ("train", "started")
+    }
     for n, result in enumerate(attempts, start=1):
-        points += _step_points(folder.root / f"attempt-{n}", n, result, started)
+        points += _step_points(folder.root / f"attempt-{n}", n, result, began.get(n, started))
     summary: dict[str, float] = {
         "cost_usd": sum(a.actual_cost_usd for a in attempts),
         "train_seconds": sum(a.duration_s for a in attempts),
@@ -193,9 +196,12 @@ def log_mlflow(run: TrackedRun, uri: str | None = None) -> str:
         location = (runs_dir() / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
         experiment_id = client.create_experiment(name, artifact_location=location)
     found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{run.run_id}'", max_results=1)
-    if found:
+    if found:  # logged before: only the steps since (a continued run's new attempt), never one twice
         mlflow_id = found[0].info.run_id
-        metrics: list[Any] = []
+        logged = found[0].info.end_time or found[0].info.start_time or 0
+        metrics: list[Any] = [
+            Metric(p.key, p.value, int(p.wall_time * 1000), p.step) for p in run.points if p.wall_time * 1000 > logged
+        ]
     else:
         mlflow_id = client.create_run(
             experiment_id, start_time=int(run.started * 1000), run_name=run.run_id
