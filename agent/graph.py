@@ -26,6 +26,16 @@ from agent.intake import (
     sentence,
     sources_text,
 )
+from agent.lineage import (
+    CONTINUE_KEY,
+    build_on,
+    continue_or_build,
+    continued_text,
+    named_run,
+    spec_changes,
+    waiting_continue,
+    without_parent,
+)
 from agent.offline_model import ESTIMATE_ONLY, SPEC_PARSED, OfflinePlanner
 from agent.state import AgentState
 from agent.tools import TOOLS
@@ -33,6 +43,7 @@ from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.paths import PROMPTS_DIR, resolve_dataset_path
 from tools.core.spec import BudgetPolicy
+from tools.core.status import JobStatus
 from tools.core.stop import stop_requested
 from tools.job.planning import set_spec
 from tools.job.reporting import report_job
@@ -60,6 +71,8 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None) -> A
         human = next((m for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), None)
         if human is None:
             return {}
+        if run := human.additional_kwargs.get(CONTINUE_KEY):  # a Continue button: no reading needed
+            return read_request(state, SpecRequest(continue_run=str(run)))
         request, note = extract_request(model, extraction, str(human.content))
         return read_request(state, request, note)
 
@@ -103,10 +116,18 @@ def read_request(state: AgentState, request: SpecRequest, note: str | None = Non
         if request.not_understood:
             parts.append(not_understood_question(request, draft))
         return {**intent, "messages": [AIMessage(_with_note(note, "\n\n".join(parts)))]}
+    if request.continue_run:
+        return _continue(state, request, intent, note)
     # "how much would it cost?" re-prices the job as it is, and "go ahead" after an estimate asks for its approval.
     changed_intent = request.estimate_only is not None and (request.estimate_only or bool(state.get("estimate_only")))
     if not said(request) and not changed_intent and state.get("job"):
         return {"messages": [AIMessage(note, additional_kwargs={NOTE: True})]} if note else {}
+    waiting = _thread_job(state)
+    if not said(request) and waiting is not None and waiting.attempts and waiting.status == JobStatus.PLANNING:
+        text = f"Going on with run {waiting.run_id} as it stands: its estimate, then the gate."
+        return _parsed(intent, waiting, note, text, estimate_only)
+    if draft.get("from_run"):
+        return _build_on(state, intent, note)
     spec, problem = build_spec(draft)
     if spec is None:
         return {**intent, "messages": [AIMessage(_with_note(note, problem or "Please describe the job."))]}
@@ -116,24 +137,74 @@ def read_request(state: AgentState, request: SpecRequest, note: str | None = Non
             resolve_dataset_path(spec.eval_dataset_path)
     except AegisError as exc:
         return {**intent, "messages": [AIMessage(sentence(f"I can't use that data: {exc}"))]}
-    job = set_spec(_job_for(state, draft), spec, source="request")
+    job = without_parent(set_spec(_job_for(state, draft), spec, source="request"))
     shown = spec.model_dump(mode="json", exclude_defaults=False)
-    budget = ""
-    if draft.get("max_budget_usd") is not None:
-        budget = f"\nBudget for this run: hard limit {usd(job.policy.max_budget_usd)} (a request can only lower it)."
+    text = (
+        f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```"
+        f"\n{sources_text(spec, draft)}{_budget_line(job, draft)}"
+    )
+    return _parsed(intent, job, note, text, estimate_only)
+
+
+def _parsed(intent: dict[str, Any], job: JobState, note: str | None, text: str, estimate_only: bool) -> dict[str, Any]:
+    """The intake's update once the thread has a job to price: the job, and the message that sends it on."""
     only = ""
     if estimate_only:
         only = (
             "\nYou asked only for an estimate: I price it and neither run anything nor ask for approval "
             '(say "go ahead" to have it run).'
         )
-    text = (
-        f"I read your request as this training spec (run {job.run_id}):\n```json\n{json.dumps(shown, indent=2)}\n```"
-        f"\n{sources_text(spec, draft)}{budget}{only}"
-    )
     marks = {SPEC_PARSED: True, ESTIMATE_ONLY: True} if estimate_only else {SPEC_PARSED: True}
-    message = AIMessage(_with_note(note, text), additional_kwargs=marks)
+    message = AIMessage(_with_note(note, text + only), additional_kwargs=marks)
     return {**intent, "job": job.model_dump(mode="json"), "messages": [message]}
+
+
+def _budget_line(job: JobState, draft: dict[str, Any]) -> str:
+    if draft.get("max_budget_usd") is None:
+        return ""
+    return f"\nBudget for this run: hard limit {usd(job.policy.max_budget_usd)} (a request can only lower it)."
+
+
+def _continue(state: AgentState, request: SpecRequest, intent: dict[str, Any], note: str | None) -> dict[str, Any]:
+    """Continue run X: X continued when it stopped, or built on with the changes asked for when it finished.
+
+    Asking to continue is asking for it to be done: only this turn's words make it an estimate ("how much would it
+    cost to continue …"), not an earlier turn's."""
+    intent = {**intent, "estimate_only": bool(request.estimate_only)}
+    ref, waiting = request.continue_run or "", _thread_job(state)
+    if waiting is not None and waiting_continue(waiting, ref) and not spec_changes(said(request)):
+        return _parsed(intent, waiting, note, continued_text(waiting), intent["estimate_only"])  # priced, not yet asked
+    try:
+        job, record, changes = continue_or_build(
+            ref, said(request), waiting, max_budget_usd=request.max_budget_usd, person=state.get("person")
+        )
+    except AegisError as exc:
+        return {**intent, "messages": [AIMessage(_with_note(note, sentence(f"I can't continue that run: {exc}")))]}
+    if job is None:  # a finished run: a new run from its weights, with the changes asked for
+        budget = {"max_budget_usd": request.max_budget_usd} if request.max_budget_usd is not None else {}
+        return _build_on(state, {**intent, "spec_draft": {**changes, **budget, "from_run": record.run_id}}, note)
+    # A continue takes no spec of the thread's: a later request starts from what it says.
+    text = continued_text(job) + _budget_line(job, said(request))
+    return _parsed({**intent, "spec_draft": {}}, job, note, text, intent["estimate_only"])
+
+
+def _build_on(state: AgentState, intent: dict[str, Any], note: str | None) -> dict[str, Any]:
+    """A new run from a finished run's weights: the run's spec with the draft's changes, or why not in one line."""
+    draft = intent["spec_draft"]
+    try:
+        record = named_run(draft["from_run"], _thread_job(state), trained=True)
+        draft = {**draft, "from_run": record.run_id}  # later turns build on this run, whatever runs come after
+        job, text = build_on(record.run_id, draft, lambda d: _job_for(state, d))
+    except AegisError as exc:
+        kept = {k: v for k, v in draft.items() if k != "from_run"}  # a refused parent is not tried again
+        message = AIMessage(_with_note(note, sentence(f"I can't start from that run: {exc}")))
+        return {**intent, "spec_draft": kept, "messages": [message]}
+    return _parsed({**intent, "spec_draft": draft}, job, note, text + _budget_line(job, draft), intent["estimate_only"])
+
+
+def _thread_job(state: AgentState) -> JobState | None:
+    raw = state.get("job")
+    return JobState.model_validate(raw) if raw else None
 
 
 def _with_note(note: str | None, text: str) -> str:
@@ -160,12 +231,14 @@ def route_tools(state: AgentState) -> list[Send] | Literal["agent"]:
 
 
 def finalize(state: AgentState) -> dict[str, Any]:
-    """Write the report once the job has trained or ended."""
+    """Write the report once the job has trained or ended; not while a continue waits, priced, for its go-ahead."""
     raw = state.get("job")
     if not raw:
         return {}
     job = JobState.model_validate(raw)
     if job.spec is None or (not job.attempts and job.status not in TERMINAL):
+        return {}
+    if state.get("estimate_only") and job.status == JobStatus.PLANNING:
         return {}
     job = report_job(job)
     return {"job": job.model_dump(mode="json")}

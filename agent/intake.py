@@ -80,6 +80,17 @@ class SpecRequest(BaseModel):
         description="only when the person asks to measure on the target first: a probe attempt of this many steps "
         "(6 when they name no number), approved and billed on its own before the full run",
     )
+    continue_run: str | None = Field(
+        default=None,
+        description="only when the person asks to continue a run that stopped, or to continue training a named run: "
+        'its id as written ("continue run 20261207-101010-abc123"), "latest" for "the last run", "stopped" for "the run '
+        'that stopped" / "the interrupted run"; new data or settings said with it go in their own fields',
+    )
+    from_run: str | None = Field(
+        default=None,
+        description="only when a new run is to start from an earlier run's trained weights: \"train 2 more epochs on "
+        'run X", "start from the adapter of run X", "build on the last run": the run id as written, or "latest"',
+    )
     not_understood: list[str] = Field(
         default_factory=list,
         description="every part of the request that maps to no field above (an unknown GPU or accelerator, a "
@@ -96,8 +107,9 @@ class Source(StrEnum):
 
 
 SPEC_FIELDS = set(TrainingSpec.model_fields)
-# What the draft keeps from turn to turn; estimate_only is the thread's intent, kept by the graph state instead.
-REQUEST_FIELDS = set(SpecRequest.model_fields) - {"not_understood", "estimate_only"}
+# What the draft keeps from turn to turn; estimate_only is the thread's intent, kept by the graph state instead, and
+# a continue is an act of one turn (agent.lineage), never a field later turns inherit.
+REQUEST_FIELDS = set(SpecRequest.model_fields) - {"not_understood", "estimate_only", "continue_run"}
 NEEDS = {
     "dataset_path": "which dataset to train on (a file or folder, for example data/sample.jsonl)",
     "model_name": "which model to fine-tune (for example local:smollm2-135m-instruct)",
@@ -118,9 +130,12 @@ def said(request: SpecRequest) -> dict[str, Any]:
 def merge_request(draft: dict[str, Any], request: SpecRequest) -> dict[str, Any]:
     """Later turns override earlier ones, field by field; unsaid fields keep what was said before.
 
-    A named GPU and "the cheapest GPU" replace each other; a GPU named in the same turn wins.
+    A named GPU and "the cheapest GPU" replace each other; a GPU named in the same turn wins. A turn that names a
+    model without a run to start from is a request of its own: the run an earlier turn built on is dropped.
     """
     merged = {**draft, **said(request)}
+    if request.model_name is not None and request.from_run is None:
+        merged.pop("from_run", None)
     if request.target_gpu is not None:
         merged.pop("cheapest_gpu", None)
     elif request.cheapest_gpu:

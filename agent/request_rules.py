@@ -59,9 +59,54 @@ def read_request(text: str) -> tuple[dict[str, Any], list[str]]:
     clean = " ".join(text.split())
     lower = clean.lower()
     reading = Reading(clean, lower if len(lower) == len(clean) else clean)
-    for read in (_data, _model, _method, _intent, read_gpu, _budget, _regime, _probe, _numbers, _levers, _leftovers):
+    readers = (_lineage, _data, _model, _method, _intent, read_gpu, _budget, _regime, _probe, _numbers, _levers)
+    for read in (*readers, _leftovers):
         read(reading)
     return reading.out, reading.unknown
+
+
+# A run named by the person: its id (or a unique start of it), the last run, or the run that stopped.
+_RUN_ID = r"\d{8}[\w\-]*|(?=[\w\-]*\d)(?=[\w\-]*[a-z_\-])[a-z0-9][\w\-]{2,}"
+_RUN_REF = (
+    r"(?:(?P<stopped>(?:the\s+|my\s+)(?:stopped|interrupted|failed|unfinished|crashed)\s+(?:training\s+)?"
+    r"(?:run|job|training)\b|(?:the\s+)?(?:run|training|job)\s+that\s+(?:was\s+)?(?:stopped|interrupted|failed|"
+    r"crashed|died)\b)|(?P<latest>(?:the\s+|my\s+)?(?:last|latest|previous|most\s+recent|newest)\s+(?:training\s+)?"
+    rf"(?:run|job|one|training)\b)|run\s+(?:id\s+)?`?(?P<id>{_RUN_ID})`?|`?(?P<bare>\d{{8}}-[\w\-]*\w)`?)"
+)
+_CONTINUE = rf"\b(?:continue|resume|pick\s+up|carry\s+on(?:\s+with)?)(?:\s+(?:training|to\s+train))?\s+{_RUN_REF}"
+_WEIGHTS = r"(?:trained\s+)?(?:lora\s+)?(?:adapter|weights|model|checkpoint)"
+_FROM_RUN = (
+    r"\b(?:start(?:ing)?\s+(?:it\s+)?from|build(?:ing)?\s+on(?:\s+top\s+of)?|on\s+top\s+of|from|on|of)\s+"
+    rf"(?:the\s+{_WEIGHTS}\s+(?:of|from)\s+)?{_RUN_REF}(?:['’]s\s+{_WEIGHTS})?"
+)
+
+
+def _run_named(r: Reading, match: re.Match[str]) -> str:
+    """The run a reference names: 'stopped', 'latest', or the id as the person wrote it."""
+    if match.group("stopped"):
+        return "stopped"
+    if match.group("latest"):
+        return "latest"
+    return r.original(match, "id" if match.group("id") else "bare")
+
+
+def _lineage(r: Reading) -> None:
+    """A run to continue ("continue the run that stopped", "resume run 20261207-…"), or a finished run a new run
+    starts from ("start from the adapter of run X", "train 2 more epochs on the last run"); "N more epochs" alone
+    builds on the last run."""
+    if m := r.find(_CONTINUE):
+        r.out["continue_run"] = _run_named(r, m)
+    elif m := r.find(_FROM_RUN):
+        r.out["from_run"] = _run_named(r, m)
+    words = "|".join(NUMBER_WORDS)
+    more = (
+        rf"(?:{INT}|\b({words}|an?|one))\s+(?:more|additional|extra)\s+epochs?\b|\banother\s+(?:({words})\s+)?epochs?\b"
+    )
+    if m := r.find(more):
+        count = m.group(1) or m.group(2) or m.group(3)
+        r.out["num_epochs"] = whole(count) if count and count[-1].isdigit() else NUMBER_WORDS.get(count or "one", 1)
+        if "continue_run" not in r.out and "from_run" not in r.out:
+            r.out["from_run"] = "latest"
 
 
 def _data(r: Reading) -> None:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.checkpoints import open_checkpoints, unreadable
 from agent.graph import build_graph
+from agent.lineage import CONTINUE_KEY
 from agent.models import make_chat_model, model_choice
 from agent.tracing import trace_turn
 from tools.core.database import DATABASE_ERRORS, Location, exclusive, is_postgres, shared_database
@@ -143,13 +144,19 @@ class AgentSession:
         }
 
     def send(
-        self, text: str, thread_id: str | None = None, on_event: EventFn | None = None, *, person: str | None = None
+        self,
+        text: str,
+        thread_id: str | None = None,
+        on_event: EventFn | None = None,
+        *,
+        person: str | None = None,
+        marks: dict[str, str] | None = None,
     ) -> TurnResult:
         """A person's message: starts a thread (its spending counts against ``person``, by default the CLI's), or
-        continues one."""
+        continues one. ``marks`` is what a button of the server's own means (never the person's text)."""
         thread_id = check_thread_id(thread_id) if thread_id else new_run_id()
         with thread_lock(thread_id, self.location):
-            inputs: dict[str, Any] = {"messages": [HumanMessage(text)]}
+            inputs: dict[str, Any] = {"messages": [HumanMessage(text, additional_kwargs=marks or {})]}
             if not self._state(thread_id).values:
                 inputs |= {
                     "thread_id": thread_id,
@@ -164,6 +171,12 @@ class AgentSession:
                     f"thread {thread_id} is waiting for an approval; answer it first (approve/optimize/cancel)"
                 )
             return self._turn(thread_id, inputs, on_event)
+
+    def continue_run(
+        self, run_id: str, thread_id: str | None = None, on_event: EventFn | None = None, *, person: str | None = None
+    ) -> TurnResult:
+        """A Continue button: the run continued in this thread, as if asked in words, through the same gate."""
+        return self.send(f"continue run {run_id}", thread_id, on_event, person=person, marks={CONTINUE_KEY: run_id})
 
     def pending(self, thread_id: str) -> ApprovalRequest | None:
         snapshot = self._state(check_thread_id(thread_id))

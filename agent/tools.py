@@ -209,7 +209,9 @@ def request_approval(job: JobState, runtime: ToolRuntime) -> tuple[JobState, Too
     # Resumed, this finds the question already on record with what was shown: nothing above the pause is
     # decided or priced twice, and the answer goes to that same request.
     draft = runtime.state.get("spec_draft") or {}
-    job, shown = open_request(job, key, field_sources(job.spec, draft) if draft else None)
+    # Who set each field: the person or a default; a run built on another's spec has its parent's instead (no line).
+    sources = field_sources(job.spec, draft) if draft and job.warm_start is None else None
+    job, shown = open_request(job, key, sources)
     answer = ApprovalAnswer.model_validate(interrupt(shown.model_dump(mode="json")))
     if answer.request_id != job.pending_request_id:
         raise GuardRefusal("that answer was for another approval request; nothing was approved")

@@ -144,7 +144,9 @@ def _walk_approvals(job: JobRecord) -> Iterator[tuple[RunEvent, str | None, bool
     current: str | None = None
     approved: set[str] = set()
     for event in job.events:
-        if _is_spec(event):
+        if _continued(event):  # a continue of the run needs an approval of its own, even for the same spec
+            approved.clear()
+        elif _is_spec(event):
             current = event.data.get("spec_hash")
         elif event.phase == "gate" and event.data.get("gate", {}).get("outcome") == GateVerdict.APPROVED and current:
             approved.add(current)
@@ -173,6 +175,17 @@ def check_approval_before_run(t: Transcript) -> CheckResult:
     )
 
 
+def _continued(event: RunEvent) -> bool:
+    """A person's continue of a run that stopped: a new start for the run's approvals, refusals and retry bound."""
+    return event.phase == "continue" and event.status == EventStatus.STARTED
+
+
+def _since_continue(events: list[RunEvent]) -> list[RunEvent]:
+    """The run's events since it was last continued (all of them when it never was)."""
+    starts = [i for i, e in enumerate(events) if _continued(e)]
+    return events[starts[-1] :] if starts else events
+
+
 def _stops(event: RunEvent) -> bool:
     refused = event.phase == "gate" and event.data.get("gate", {}).get("outcome") == GateVerdict.REFUSED
     return refused or (event.phase == "approval" and _cancelled(event))
@@ -184,7 +197,9 @@ def check_no_run_after_refusal(t: Transcript) -> CheckResult:
     for job in t.jobs:
         stopped: str | None = None
         for event in job.events:
-            if stopped is None and _stops(event):
+            if _continued(event):  # a continue is asked for, and approved or not, afresh
+                stopped = None
+            elif stopped is None and _stops(event):
                 stopped = event.message
             elif stopped and (
                 (event.phase == "tool" and event.data.get("tool") in RUN_TOOLS)
@@ -200,12 +215,14 @@ def check_no_run_after_refusal(t: Transcript) -> CheckResult:
 
 
 def check_retry_bound(t: Transcript, max_retries: int, max_remediations: int | None) -> CheckResult:
-    """Per job: remediations within the bound, attempts within one more than max_retries."""
+    """Per job: remediations within the bound, attempts within one more than max_retries (both counted again from
+    a continue of the run, as the spend store counts them)."""
     bound = max_retries if max_remediations is None else min(max_retries, max_remediations)
     bad, counts = [], []
     for job in t.jobs:
-        healed = sum(e.phase == "remediate" and e.status == EventStatus.COMPLETED for e in job.events)
-        attempts = sum(e.phase == "train" and e.status == EventStatus.STARTED for e in job.events)
+        events = _since_continue(job.events)
+        healed = sum(e.phase == "remediate" and e.status == EventStatus.COMPLETED for e in events)
+        attempts = sum(e.phase == "train" and e.status == EventStatus.STARTED for e in events)
         counts.append(f"{healed} remediations, {attempts} attempts")
         if healed > bound:
             bad.append(f"{job.run_id}: {healed} remediations > {bound}")

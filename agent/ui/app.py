@@ -19,6 +19,7 @@ from chainlit.server import app as server_app
 
 from agent.session import AgentSession
 from agent.ui.access import password_ok, served_origins
+from agent.ui.continuing import CONTINUE_ACTION, NOT_SHOWN, was_offered_continue
 from agent.ui.guard import OriginGuard
 from agent.ui.history import ThreadIndex
 from agent.ui.landing import starters
@@ -195,6 +196,23 @@ async def _resume(
     finally:
         _ANSWERING.discard(thread_id)
         await cl.context.emitter.task_end()
+
+
+@cl.action_callback(CONTINUE_ACTION)
+async def on_continue(action: cl.Action) -> None:
+    """A Continue button: the run continued in this tab's thread, through the approval card like any request."""
+    run_id = str(action.payload.get("run_id", ""))
+    if not was_offered_continue(run_id):
+        await cl.Message(content=NOT_SHOWN).send()
+        return
+    view = ChatView.current()
+    session = agent_session()
+    thread_id = view.thread_id or new_run_id()
+    ThreadIndex().add(owner(), thread_id)
+    await cl.Message(content=f"**Continue** run `{run_id}`: pricing the steps left, then the approval.").send()
+    await run_turn(
+        lambda on_event: session.continue_run(run_id, thread_id, on_event, person=spender()), view, thread_id
+    )
 
 
 cl.action_callback(TRY_ACTION)(on_try)

@@ -143,14 +143,32 @@ def is_error(r: ToolResult) -> bool:
     return not r.ok and r.status in (ResultStatus.REFUSED, ResultStatus.ERROR, ResultStatus.FAILED)
 
 
-def approval_text(req: ApprovalRequest) -> str:
+def lineage_note(job: JobState | None) -> str:
+    """What the approval is for beyond the spec: a continue of a run that stopped, or a run built on another's."""
+    if job is None:
+        return ""
+    if job.warm_start is not None:
+        w = job.warm_start
+        return f"Starts from run `{w.run_id}`'s trained {'LoRA adapter' if w.kind == 'adapter' else 'full weights'}."
+    point = job.resume
+    if point is not None and job.continued and job.continued[-1] == point:
+        return (
+            f"**Continue** of run `{job.run_id}` from its checkpoint at step {point.step} (attempt "
+            f"{point.from_attempt}): priced for the steps left. Auto-approval is off for a continue, and **Cancel** "
+            "here ends the run for good (a cancelled run is not continued)."
+        )
+    return ""
+
+
+def approval_text(req: ApprovalRequest, note: str = "") -> str:
     spec = req.spec
     steps = f" · max {spec.max_steps} steps" if spec.max_steps else ""
     fits = "fits" if req.fits else "**does not fit**"
     offered = f"{req.optimization.text()}\n\n" if req.optimization is not None else ""
     sources = f"{sources_line(req)}\n\n" if req.field_sources else ""
+    lead = f"{note}\n\n" if note else ""
     return (
-        f"### Approval needed: run `{req.run_id}`\n{req.reason}\n\n{offered}"
+        f"### Approval needed: run `{req.run_id}`\n{lead}{req.reason}\n\n{offered}"
         "| | Estimate | Limit |\n|---|---|---|\n"
         f"| Cost | **{usd(req.estimated_cost_usd)}** | soft {usd(req.soft_threshold_usd)} · "
         f"hard {usd(req.max_budget_usd)} (spent {usd(req.spent_usd)}) |\n"

@@ -11,7 +11,9 @@ import asyncio
 
 import chainlit as cl
 
+from agent.ui.continuing import continuable_rows, continue_action
 from agent.ui.presenters import md_safe
+from agent.ui.run_buttons import offer_runs, run_action, was_offered
 from tools.core.errors import AegisError
 from tools.core.money import DASH, usd
 from tools.use.generate import open_model
@@ -27,18 +29,12 @@ RUNS_COMMANDS = frozenset({"/runs", "past runs"})  # typed, or the landing page'
 
 
 def try_action(run_id: str, label: str = "Try it") -> cl.Action:
-    return cl.Action(
-        name=TRY_ACTION,
-        payload={"run_id": run_id},
-        label=label,
-        icon="message-circle",
-        tooltip=f"ask run {run_id}'s model something; the base model answers beside it",
-    )
+    tooltip = f"ask run {run_id}'s model something; the base model answers beside it"
+    return run_action(TRY_ACTION, run_id, label=label, icon="message-circle", tooltip=tooltip)
 
 
 def _remember(run_ids: list[str]) -> None:
-    triable = set(cl.user_session.get(TRIABLE_KEY) or [])
-    cl.user_session.set(TRIABLE_KEY, sorted(triable | set(run_ids)))
+    offer_runs(TRIABLE_KEY, run_ids)
 
 
 async def offer(run_id: str) -> None:
@@ -68,7 +64,7 @@ def answer_text(run_id: str, a: Answer) -> str:
 async def on_try(action: cl.Action) -> None:
     """Ask for a prompt, then show both answers; a run this tab did not show is refused."""
     run_id = str(action.payload.get("run_id", ""))
-    if run_id not in (cl.user_session.get(TRIABLE_KEY) or []):
+    if not was_offered(TRIABLE_KEY, run_id):
         await cl.Message(content="That run was not shown in this chat; try the runs shown here.").send()
         return
     reply = await cl.AskUserMessage(
@@ -106,13 +102,14 @@ def past_runs_text(runs: list[RunSummary]) -> str:
 
 
 async def show_past_runs() -> None:
-    """The newest runs (after a reload too: they are read from the runs folder), with Try for those with a model."""
+    """The newest runs (after a reload too: they are read from the runs folder), with Try for those with a model and
+    Continue for those that stopped with training left."""
     runs = (await asyncio.to_thread(list_runs))[:PAST_RUNS]
     if not runs:
         await cl.Message(content="No runs yet: ask for a fine-tune, or pick one of the starters.").send()
         return
     triable = [r.run_id for r in runs if r.has_model]
     _remember(triable)
-    await cl.Message(
-        content=md_safe(past_runs_text(runs)), actions=[try_action(run_id, f"Try {run_id}") for run_id in triable]
-    ).send()
+    actions = [try_action(run_id, f"Try {run_id}") for run_id in triable]
+    actions += [continue_action(run_id, f"Continue {run_id}") for run_id in continuable_rows(runs)]
+    await cl.Message(content=md_safe(past_runs_text(runs)), actions=actions).send()

@@ -20,9 +20,19 @@ from chainlit.utils import utc_now
 
 from agent.results import read_tool_result
 from agent.session import EventFn, TurnResult
+from agent.ui.continuing import continue_hint, outcome_actions
 from agent.ui.landing import spend_label
 from agent.ui.pending import PendingIndex, owner_key
-from agent.ui.presenters import approval_text, checks_table, format_tool_result, is_error, md_safe, num, outcome_text
+from agent.ui.presenters import (
+    approval_text,
+    checks_table,
+    format_tool_result,
+    is_error,
+    lineage_note,
+    md_safe,
+    num,
+    outcome_text,
+)
 from agent.ui.tryit import offer
 from tools.core.errors import AegisError
 from tools.core.money import usd
@@ -172,7 +182,7 @@ class ChatView:
         if final:
             self.progress_msg, self.progress_event = None, None
 
-    async def show_approval(self, thread_id: str, req: ApprovalRequest) -> None:
+    async def show_approval(self, thread_id: str, req: ApprovalRequest, note: str = "") -> None:
         PendingIndex().add(thread_id, owner())
         actions = [
             cl.Action(
@@ -185,7 +195,7 @@ class ChatView:
             for decision, (label, _icon) in DECISIONS.items()
             if decision in req.options
         ]
-        msg = cl.Message(content=md_safe(approval_text(req)), actions=actions)
+        msg = cl.Message(content=md_safe(approval_text(req, note)), actions=actions)
         await msg.send()
         self.approvals[thread_id] = msg
 
@@ -200,7 +210,7 @@ class ChatView:
     async def show_result(self, result: TurnResult) -> None:
         self.thread_id = result.thread_id
         if result.pending is not None:
-            await self.show_approval(result.thread_id, result.pending)
+            await self.show_approval(result.thread_id, result.pending, lineage_note(result.job))
             return
         PendingIndex().discard(result.thread_id)
         if result.job is not None:
@@ -215,7 +225,8 @@ class ChatView:
         if key in self.shown_reports:
             return
         self.shown_reports.add(key)
-        await cl.Message(content=md_safe(outcome_text(job))).send()
+        text = outcome_text(job) + continue_hint(job)
+        await cl.Message(content=md_safe(text), actions=outcome_actions(job)).send()
         curve = Path(job.run_dir) / "loss_curve.png"
         if job.attempts and curve.is_file():
             image = cl.Image(path=str(curve), name=f"loss_curve_{job.run_id}.png", display="inline", size="large")

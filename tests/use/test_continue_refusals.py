@@ -82,8 +82,14 @@ def nothing_billed(job: JobState) -> None:
     assert store.job(job.run_id).lifecycle is not Lifecycle.OPEN
 
 
-def test_a_continue_refuses_changed_data_a_changed_model_and_a_cancelled_run(interrupted, tmp_path, capsys):
+def test_a_continue_refuses_changed_data_a_changed_model_and_a_cancelled_run(
+    interrupted, tmp_path, capsys, monkeypatch
+):
     run = interrupted.run_id
+    with monkeypatch.context() as other:
+        other.setenv("AEGIS_USER", "mallory")  # someone else's continue would spend against the run's person
+        refused(capsys, "continue", run, "--yes", says="only")
+    nothing_billed(interrupted)
     data = tmp_path / "data.jsonl"
     original = data.read_bytes()
     data.write_bytes(original + original.splitlines(keepends=True)[0])

@@ -12,6 +12,7 @@ import os
 
 from tools.core.errors import AegisError, GuardRefusal
 from tools.core.money import usd
+from tools.core.person import person_or_cli
 from tools.core.status import JobStatus
 from tools.inputs.datafile import data_digest
 from tools.inputs.local_models import resolve_model
@@ -28,24 +29,36 @@ CONTINUABLE = frozenset({JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.REFU
 
 
 def continue_pipeline(
-    ref: str, *, ask: AskFn, on_progress: ProgressFn | None = None, max_budget_usd: float | None = None
+    ref: str,
+    *,
+    ask: AskFn,
+    on_progress: ProgressFn | None = None,
+    max_budget_usd: float | None = None,
+    person: str | None = None,
 ) -> JobState:
     """Continue the run ``ref`` names to a report: checks, reopen, price, gate, train, evals, heal, report.
 
     max_budget_usd tightens the run's hard limit for the continue (never raises it)."""
-    job = start_continue(find_run(ref), max_budget_usd=max_budget_usd)
+    job = start_continue(find_run(ref), max_budget_usd=max_budget_usd, person=person)
     from_gate = through_gate(job, ask)
     return train_approved(from_gate, ask=ask, on_progress=on_progress)
 
 
-def start_continue(record: RunRecord, *, max_budget_usd: float | None = None) -> JobState:
+def start_continue(record: RunRecord, *, max_budget_usd: float | None = None, person: str | None = None) -> JobState:
     """The stopped run, reopened and priced from its newest verified checkpoint, ready for the gate.
 
-    Refused in one line (nothing billed, nothing changed) when it cannot be continued.
+    Refused in one line (nothing billed, nothing changed) when it cannot be continued, or when ``person`` (the
+    CLI's, by default) is not whose it is: a continue spends against the run's person and thread.
     """
     job = continuable(record)
     point = newest_checkpoint(job)
     store = spend_store()
+    owner, asking = store.job(job.run_id).person, person_or_cli(person)
+    if owner and owner != asking:
+        raise GuardRefusal(
+            f"run {job.run_id} is {owner}'s; its continue would spend against their limits, so only {owner} may "
+            f"continue it (you are {asking}). Start your own run, or build on it once it has finished"
+        )
     store.reopen(job.run_id, pid=os.getpid())
     try:
         if max_budget_usd is not None:
