@@ -146,3 +146,15 @@ def test_unisolated_remote_code_or_an_operator_who_requires_isolation_is_refused
     monkeypatch.setenv("AEGIS_REQUIRE_ISOLATION", "true")
     gate = evaluate_gate(est, POLICY)
     assert gate.outcome == "refused" and "AEGIS_REQUIRE_ISOLATION is set and isolation: none" in gate.reason
+
+
+@pytest.mark.parametrize("remaining", [0.4, 0.1, 1.0 / 3, 2.5])
+def test_a_hold_cut_to_the_money_left_never_passes_it(remaining: float) -> None:
+    """The tolerance lets a hold that just fits start; the hold itself is never more than what is left."""
+    limits = attempt_limits(
+        estimated_seconds=60.0,
+        price_usd_per_s=1.0 / 3600,
+        default_timeout_s=10**6,
+        remaining_usd=remaining,
+    )
+    assert limits.budget_capped and limits.hold_usd <= remaining

@@ -187,8 +187,9 @@ def attempt_limits(
             f"min at {usd(price_usd_per_s * 3600)}/h, and this attempt is estimated at {estimated_seconds / 60:.1f} min "
             f"(its time limit must be at least {MIN_TIME_COVER:g}x that)"
         )
+    hold = (timeout + HOLD_MARGIN_S) * price_usd_per_s
+    capped = timeout < default_timeout_s
+    # The tolerance decides whether it fits; the hold itself never passes what is left.
     return AttemptLimits(
-        timeout_s=timeout,
-        hold_usd=(timeout + HOLD_MARGIN_S) * price_usd_per_s,
-        budget_capped=timeout < default_timeout_s,
+        timeout_s=timeout, hold_usd=min(hold, max(remaining_usd, 0.0)) if capped else hold, budget_capped=capped
     )
