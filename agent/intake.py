@@ -12,7 +12,7 @@ person says which fields they set and which are defaults (``field_sources``).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +91,21 @@ class SpecRequest(BaseModel):
         description="only when a new run is to start from an earlier run's trained weights: \"train 2 more epochs on "
         'run X", "start from the adapter of run X", "build on the last run": the run id as written, or "latest"',
     )
+    read_only: Literal["help", "list_runs", "compare_runs", "preview_data", "try_run", "show_report"] | None = Field(
+        default=None,
+        description="only when the request is not a fine-tune but a question answered without spending anything: "
+        '"help"/"what can you do?" (help), "what runs do I have?" (list_runs), "compare the last two runs" / '
+        '"compare run A and run B" (compare_runs), "show me the first 3 rows of data/x.jsonl" (preview_data: the '
+        'file in dataset_path, a model for its tokenizer in model_name), "try run X with: <prompt>" (try_run), '
+        '"show the report of run X" / "show the last report" (show_report); else null',
+    )
+    runs: list[str] | None = Field(
+        default=None,
+        description='the runs a read_only request names, as written: an id, "latest" for the last run, "previous" '
+        'for the one before it ("the last two runs" is ["latest", "previous"])',
+    )
+    rows: int | None = Field(default=None, description="how many rows a preview_data request asks for")
+    prompt: str | None = Field(default=None, description="what a try_run request asks the model, exactly as written")
     not_understood: list[str] = Field(
         default_factory=list,
         description="every part of the request that maps to no field above (an unknown GPU or accelerator, a "
@@ -109,7 +124,9 @@ class Source(StrEnum):
 SPEC_FIELDS = set(TrainingSpec.model_fields)
 # What the draft keeps from turn to turn; estimate_only is the thread's intent, kept by the graph state instead, and
 # a continue is an act of one turn (agent.lineage), never a field later turns inherit.
-REQUEST_FIELDS = set(SpecRequest.model_fields) - {"not_understood", "estimate_only", "continue_run"}
+# A read-only request (help, the runs, a preview, a try, a report) is answered in its turn and kept by none.
+READ_ONLY_FIELDS = {"read_only", "runs", "rows", "prompt"}
+REQUEST_FIELDS = set(SpecRequest.model_fields) - {"not_understood", "estimate_only", "continue_run"} - READ_ONLY_FIELDS
 NEEDS = {
     "dataset_path": "which dataset to train on (a file or folder, for example data/sample.jsonl)",
     "model_name": "which model to fine-tune (for example local:smollm2-135m-instruct)",
@@ -252,7 +269,7 @@ def check_model(spec: TrainingSpec) -> None:
 def field_sources(spec: TrainingSpec, draft: dict[str, Any]) -> dict[str, Source]:
     """Each field of the spec: set by the person, a default (TrainingSpec's or the model's recipe), or changed
     by Aegis since (the optimizer, a healing rule) from what the person said or the default."""
-    defaults = {name: info.default for name, info in TrainingSpec.model_fields.items()}
+    defaults = {name: info.get_default(call_default_factory=True) for name, info in TrainingSpec.model_fields.items()}
     defaults |= recipe_defaults(spec.model_name)
     sources = {}
     for name, value in spec.model_dump().items():

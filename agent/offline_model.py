@@ -19,6 +19,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agent.intake import parse_request
+from agent.read_only_tools import is_read_only, reply_text
 from agent.results import (
     ApprovalResult,
     EstimateResult,
@@ -78,13 +79,17 @@ class OfflinePlanner(BaseChatModel):
     def _next_message(self, messages: list[BaseMessage]) -> AIMessage:
         start = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
         turn = messages[start + 1 :]
-        if not self.bound_tools or not any(m.additional_kwargs.get(SPEC_PARSED) for m in turn):
+        spec_turn = any(m.additional_kwargs.get(SPEC_PARSED) for m in turn)
+        looked_up = [r for r in _tool_results(turn) if is_read_only(r.tool)]
+        if looked_up and not spec_turn:  # a read-only request: its answer is what the tool found
+            return AIMessage(reply_text(looked_up))
+        if not self.bound_tools or not spec_turn:
             return AIMessage(
                 "Tell me what to fine-tune, for example: “LoRA fine-tune local:tiny-llama on data/sample.jsonl "
                 "for 1 epoch with batch size 8”. I estimate the cost, ask for approval when money is involved, "
                 "train, evaluate and write a report."
             )
-        results = _tool_results(turn)
+        results = [r for r in _tool_results(turn) if not is_read_only(r.tool)]  # the plan is the money tools'
         if len(results) >= MAX_TOOL_CALLS:
             return AIMessage("I stopped after too many steps; see the report for what happened.")
         estimate_only = any(m.additional_kwargs.get(ESTIMATE_ONLY) for m in turn)
@@ -213,7 +218,10 @@ def _line(r: ToolResult) -> str | None:
     if isinstance(r, EvalsResult):
         if r.evals is None:
             return f"Evaluation could not run: {r.message}"
-        checks = ", ".join(f"{c.name} {'pass' if c.passed else 'FAIL'}" for c in r.evals.checks)
+        marks = {True: "pass", False: "FAIL"}
+        checks = ", ".join(
+            f"{c.name} {marks[c.passed] if c.passed or c.severity == 'gate' else 'warning'}" for c in r.evals.checks
+        )
         return f"Evaluation {'passed' if r.ok else 'failed'}: {checks}."
     return None if r.ok else f"{r.tool} refused: {r.message}"
 

@@ -24,6 +24,7 @@ SECRET_VARS = (
     "LANGCHAIN_TRACING_V2",
     "LANGSMITH_ENDPOINT",
 )
+TOY_MODEL_EVALS = Path(__file__).with_name("toy_model_evals.yaml")
 POLICY_VARS = ("AEGIS_MAX_BUDGET_USD", "AEGIS_SOFT_THRESHOLD_USD", "AEGIS_ALLOW_AUTO_APPROVE", "AEGIS_BUDGET_FILE")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,12 +45,19 @@ def isolated_state(tmp_path, monkeypatch, preflight_cache):
     monkeypatch.setenv("AEGIS_RUNS_DIR", str(tmp_path / "runs"))
     # Creating an MLflow store costs seconds per run; tests of tracking turn it on themselves (tests/use).
     monkeypatch.setenv("AEGIS_TRACKING", "off")
+    monkeypatch.setenv("AEGIS_EVAL_CONFIG", str(TOY_MODEL_EVALS))  # why: the file's comment
     monkeypatch.setenv(
         "AEGIS_MODEL_CACHE", os.environ.get("AEGIS_MODEL_CACHE", os.path.expanduser("~/.cache/aegis/models"))
     )
     for var in (*SECRET_VARS, *POLICY_VARS, "AEGIS_DATABASE_URL", "AEGIS_SPEND_DB"):
         monkeypatch.delenv(var, raising=False)
     yield
+
+
+@pytest.fixture
+def real_eval_gates(monkeypatch):
+    """The operator's default eval thresholds, reply-quality gates included (not the toy models' file)."""
+    monkeypatch.delenv("AEGIS_EVAL_CONFIG", raising=False)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.cli import chat, continue_run, estimate, evaluate, runs, spend, train, ui, use
+from agent.cli import chat, continue_run, estimate, evaluate, evaluate_run, runs, spend, train, ui, use
 from agent.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from agent.cli.output import err_console, quiet_libraries, say_error
 from tools.core.errors import AegisError
@@ -26,8 +26,8 @@ from tools.core.spec import format_validation_error
 from tools.core.stop import install_signal_handlers
 from tools.job.reconcile import reconcile_lost_attempts
 
-COMMANDS = (estimate, train, continue_run, chat, ui, evaluate, use, runs, spend)
-RECONCILING = frozenset({"train", "continue", "run", "resume", "chat", "ui", "runs", "spend"})
+COMMANDS = (estimate, train, continue_run, evaluate_run, chat, ui, evaluate, use, runs, spend)
+RECONCILING = frozenset({"train", "continue", "evaluate", "run", "resume", "chat", "ui", "runs", "spend"})
 
 __all__ = ["build_parser", "main"]
 

@@ -57,6 +57,11 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     """The retry bound, the local sandbox's memory and the size of the evals, for every command that trains."""
     p.add_argument("--max-retries", type=RETRIES, default=3, help="remediation retries allowed (default 3)")
     p.add_argument("--memory-limit-mb", type=MEMORY_MB, default=None, help="memory limit for the local sandbox")
+    add_eval_flags(p)
+
+
+def add_eval_flags(p: argparse.ArgumentParser) -> None:
+    """How big the evals are, for every command that runs them (apply_eval_flags hands them on)."""
     evals = p.add_argument_group("evals (their time grows with each; AEGIS_EVAL_* set the same)")
     evals.add_argument("--eval-rows", type=bounded_int(1, 10_000), help="held-out rows measured (default 64)")
     evals.add_argument("--eval-generations", type=bounded_int(1, 50), help="prompts both models answer (default 5)")

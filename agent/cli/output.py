@@ -205,11 +205,14 @@ def say_job_end(job: JobState) -> int:
 
 
 def say_evals_failed(job: JobState) -> None:
-    """Why a trained run's evals failed, and that its model is still there to try."""
+    """Why a trained run's evals failed, that its model is still there to try, and, when the evals were stopped or
+    could not run, how to run them again without training."""
     if job.status == JobStatus.EVALS_FAILED and job.eval_result is not None:
+        unfinished = any(c.name == "evals_ran" and not c.passed for c in job.eval_result.checks)
+        again = f" `aegis evaluate {job.run_id}` runs the evals again, without training." if unfinished else ""
         err_console.print(
             f"[yellow]trained, but the evals failed:[/] {eval_failure(job.eval_result)}. The model is kept: "
-            f'`aegis generate {job.run_id} "..."` tries it, `aegis runs` lists it.',
+            f'`aegis generate {job.run_id} "..."` tries it, `aegis runs` lists it.{again}',
             highlight=False,
             soft_wrap=True,
         )
@@ -229,8 +232,10 @@ def result_detail(result: ToolResult) -> str:
             line += f"; full run re-priced: {usd(e.estimated_cost_usd)}, {e.estimated_duration_min:.1f} min (measured)"
         return line
     if isinstance(result, EvalsResult) and result.evals is not None:
-        passed = sum(c.passed for c in result.evals.checks)
-        return f"{passed}/{len(result.evals.checks)} checks passed"
+        gates = [c for c in result.evals.checks if c.severity == "gate"]
+        warned = [c.name for c in result.evals.checks if c.severity == "warning" and not c.passed]
+        line = f"{sum(c.passed for c in gates)}/{len(gates)} checks passed"
+        return line + (f"; warning: {', '.join(warned)}" if warned else "")
     if isinstance(result, RemediateResult) and result.remediation is not None:
         return result.remediation.explanation
     return result.message if result.message != result.status else ""
@@ -302,3 +307,5 @@ def show_pending(request: ApprovalRequest) -> None:
             f"Each attempt is stopped after {request.timeout_s / 60:.0f} min, so one attempt bills at most "
             f"{usd(request.max_attempt_cost_usd or 0.0)}."
         )
+    if request.eval_plan:
+        console.print(request.eval_plan, highlight=False)

@@ -202,7 +202,9 @@ def test_good_run_passes_every_check(good_run, base_model):
         "overfitting_gap",
         "leak_probe",
         "degenerate_output",
+        "task_score",
         "format",
+        "forgetting",
     }
     assert evals.passed, [c for c in evals.checks if not c.passed]
     assert checks["leak_probe"].detail == "no secret-like strings found in training data (66 rows scanned)"
@@ -211,7 +213,8 @@ def test_good_run_passes_every_check(good_run, base_model):
     assert m["format_pass_rate"] >= 0.6 > m["format_pass_rate_base"]
     assert len(evals.generations) == STRICT.n_generations
     row = evals.generations[0]
-    assert set(row) == {"prompt", "reference", "base", "trained", "format_ok_base", "format_ok"}
+    assert set(row) == {"prompt", "reference", "base", "trained", "format_ok_base", "format_ok", "degenerate", "scores"}
+    assert m["task_rouge_l"] > m["task_rouge_l_base"] and checks["task_score"].passed
     assert row["trained"].startswith("Ticket NW-")
 
 

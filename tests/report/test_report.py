@@ -271,3 +271,80 @@ def test_md_cell():
     assert md_cell("a\\|b") == "a\\\\\\|b"
     assert md_cell("x\x13y") == "x\\x13y"
     assert md_cell("z" * 500).endswith("…") and len(md_cell("z" * 500)) == 401
+
+
+def scored_result() -> EvalResult:
+    """Evals with task scores, a degenerate base reply, the forgetting set and a declared check."""
+    base = eval_result()
+    row = base.generations[0] | {
+        "scores": {
+            "base": {"exact": 0, "contains": 0, "rouge_l": 0.0},
+            "trained": {"exact": 0, "contains": 0, "rouge_l": 0.8},
+        },
+        "degenerate": {"base": "only punctuation or symbols", "trained": None},
+        "custom": {"ticket_id": True},
+    }
+    general = [
+        {
+            "prompt": "What is the capital of France?",
+            "reference": "The capital of France is Paris.",
+            "answers": ["Paris"],
+            "base": "Paris.",
+            "trained": "Ticket NW-9144: City of Paris",
+            "scores": {
+                "base": {"score": 1.0, "contains": 1, "task_format": False, "degenerate": None, "rouge_l": 0.3},
+                "trained": {"score": 0.0, "contains": 1, "task_format": True, "degenerate": None, "rouge_l": 0.2},
+            },
+        }
+    ]
+    checks = [
+        EvalCheck(name="task_score", passed=True, value=0.8, threshold=0.0, detail="ROUGE-L base 0.000 → 0.800"),
+        EvalCheck(name="custom:ticket_id", passed=True, value=1.0, threshold=1.0, detail="regex"),
+        EvalCheck(name="forgetting", passed=False, severity="warning", value=1.0, threshold=0.2, detail="drop 100%"),
+    ]
+    metrics = base.metrics | {
+        "task_rouge_l_base": 0.0,
+        "task_rouge_l": 0.8,
+        "task_contains_base": 0.0,
+        "task_contains": 0.0,
+        "task_exact_base": 0.0,
+        "task_exact": 0.0,
+        "degenerate_share_base": 1.0,
+        "degenerate_share": 0.0,
+        "forgetting_score_base": 1.0,
+        "forgetting_score": 0.0,
+        "forgetting_drop": 1.0,
+    }
+    return EvalResult(passed=True, checks=checks, metrics=metrics, generations=[row], general=general)
+
+
+def test_task_scores_forgetting_and_warnings_in_the_report(tmp_path):
+    spec = TrainingSpec(model_name="local:tiny-llama", dataset_path="data/sample.jsonl", target_gpu="cpu")
+    run = RunFolder.create("run-scored", base=tmp_path)
+    text = write_report(
+        run,
+        spec=spec,
+        policy=BudgetPolicy(),
+        estimate=None,
+        gate={},
+        attempts=attempts()[1:],
+        remediations=[],
+        eval_result=scored_result(),
+        events=[],
+        outcome="succeeded",
+    ).read_text(encoding="utf-8")
+    for expected in [
+        "| Evaluation | passed (2/2 checks; 1 warning) |",
+        "| Task score (ROUGE-L, base → fine-tuned) | 0.000 → 0.800 |",
+        "| Forgetting check (general questions) | 100% → 0% (warning) |",
+        "Overall: **PASSED** (2/2 gate checks passed; 1 warning: forgetting).",
+        "| forgetting | warning | 1.0 | 0.2 | drop 100% |",
+        "| Task score: ROUGE-L F1 vs reference | 0.000 | 0.800 |",
+        "| Degenerate replies | 100% | 0% |",
+        "| General questions (forgetting check) | 100% | 0% |",
+        "(format ✗) (ROUGE-L 0.00; degenerate: only punctuation or symbols)",
+        "(format ✓) (ROUGE-L 0.80) | ticket_id ✓ |",
+        "| Ticket NW-9144: City of Paris (✗ in the task's format) |",
+    ]:
+        assert expected in text, expected
+    assert "**FAIL**" not in text  # a warning is not shown as a failure

@@ -108,3 +108,16 @@ def test_the_demos_evals_took_less_time_than_its_training(demo):
     summary = demo.summary()
     print(f"\ntraining {summary.train_seconds:.0f} s, evals {summary.eval_seconds:.0f} s")
     assert summary.eval_seconds is not None and summary.eval_seconds < summary.train_seconds
+
+
+def test_the_demos_report_shows_the_task_score_and_the_forgetting_check(demo):
+    """Did it learn the task better than the base, and did it forget what the base knew: both in the report."""
+    metrics = demo.job.eval_result.metrics
+    report = demo.folder.report_path.read_text(encoding="utf-8")
+    print(
+        f"\ntask ROUGE-L {metrics['task_rouge_l_base']:.3f} → {metrics['task_rouge_l']:.3f}; general questions "
+        f"{metrics['forgetting_score_base']:.0%} → {metrics['forgetting_score']:.0%}"
+    )
+    assert metrics["task_rouge_l"] > metrics["task_rouge_l_base"]
+    assert "| Task score (ROUGE-L, base → fine-tuned) |" in report and "| Forgetting check" in report
+    assert "### General questions (forgetting check)" in report

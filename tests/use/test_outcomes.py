@@ -38,7 +38,7 @@ def test_failed_evals_keep_the_trained_model_and_say_so(run_id, tmp_path, capsys
     err = capsys.readouterr().err
     assert "trained, but the evals failed" in err and f"aegis generate {run_id}" in err
     phases = [e["phase"] for e in events if e["done"] == e["total"]]
-    assert phases == ["load", "heldout_trained", "heldout_base", "generate"]
+    assert phases == ["load", "heldout_trained", "heldout_base", "generate", "general"]
     assert all(e["type"] == EVAL_EVENT for e in events) and job.eval_result.metrics["eval_seconds"] > 0
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tools.core.catalog import gpu_names
+from tools.core.custom_evals import CustomEval, unique_names
 from tools.core.errors import SpecError
 from tools.core.files import read_mapping
 from tools.core.isolation import Isolation, Placement
@@ -86,6 +87,7 @@ class TrainingSpec(BaseModel):
     )
     optimizer: OptimizerName = _shared("optimizer")
     trust_remote_code: bool = _shared("trust_remote_code")
+    evals: Annotated[list[CustomEval], AfterValidator(unique_names)] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="before")
     @classmethod
@@ -152,7 +154,8 @@ class TrainingSpec(BaseModel):
         return self.micro_batch_size * self.gradient_accumulation_steps * self.num_gpus
 
     def spec_hash(self) -> str:
-        return stable_hash(self.model_dump(mode="json"))
+        """The spec's hash; without declared evals it is the hash a spec had before they could be declared."""
+        return stable_hash(self.model_dump(mode="json", exclude=None if self.evals else {"evals"}))
 
 
 BUDGET_KEYS = ("max_budget_usd", "soft_threshold_usd", "allow_auto_approve")
@@ -327,6 +330,8 @@ class ExecutionResult(BaseModel):
 
 
 class EvalCheck(BaseModel):
+    """One eval check; a warning is shown beside the others but never fails a run."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -334,15 +339,24 @@ class EvalCheck(BaseModel):
     value: float | str | None = None
     threshold: float | str | None = None
     detail: str = ""
+    severity: Literal["gate", "warning"] = "gate"
 
 
 class EvalResult(BaseModel):
+    """passed: every gate check passed; generations: held-out rows, scored; general: the forgetting set's rows."""
+
     model_config = ConfigDict(extra="forbid")
 
     passed: bool
     checks: list[EvalCheck]
     metrics: dict[str, float | None] = Field(default_factory=dict)
     generations: list[dict[str, Any]] = Field(default_factory=list)
+    general: list[dict[str, Any]] = Field(default_factory=list)
+
+    @staticmethod
+    def gates_pass(checks: list[EvalCheck]) -> bool:
+        """The verdict of a list of checks: the AND of the gate checks only."""
+        return all(c.passed for c in checks if c.severity == "gate")
 
 
 def stable_hash(payload: Any) -> str:

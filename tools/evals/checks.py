@@ -171,30 +171,6 @@ def _probe(
 # ---------------------------------------------------------------- generations
 
 
-def degenerate_check(
-    generations: list[dict[str, Any]], reps: dict[str, list[float]], t: EvalThresholds
-) -> tuple[EvalCheck, dict[str, float]]:
-    """Whether greedy replies loop or come out empty; with the repetition metrics of both models."""
-    if not generations:
-        return EvalCheck(
-            name="degenerate_output",
-            passed=False,
-            threshold=t.max_repetition,
-            detail="no held-out prompts to generate from (set eval_split > 0)",
-        ), {}
-    rep_base = sum(reps["base"]) / len(reps["base"])
-    rep = sum(reps["trained"]) / len(reps["trained"])
-    empty = sum(1 for g in generations if not g["trained"].strip())
-    return EvalCheck(
-        name="degenerate_output",
-        passed=rep <= t.max_repetition,
-        value=round(rep, 4),
-        threshold=t.max_repetition,
-        detail=f"mean share of repeated {t.repetition_ngram}-grams over {len(generations)} greedy generations "
-        f"(empty counts as 1): fine-tuned {rep:.2f}, base {rep_base:.2f}; {empty} empty",
-    ), {"repetition_base": rep_base, "repetition": rep}
-
-
 def format_check(
     signature: FormatSignature, generations: list[dict[str, Any]], t: EvalThresholds
 ) -> tuple[EvalCheck | None, dict[str, float]]:

@@ -33,6 +33,7 @@ class Example:
 
     prompt: str
     reference: str
+    asked: str = ""  # what the person asked, without the template: what an echo is measured against
 
 
 def to_example(tokenizer: Any, record: dict, fmt: str) -> Example:
@@ -40,13 +41,14 @@ def to_example(tokenizer: Any, record: dict, fmt: str) -> Example:
     split = to_messages(record, fmt)
     if split is not None:
         messages, reply = split
-        return Example(prompt_text(tokenizer, messages), reply.strip())
+        asked = next((str(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
+        return Example(prompt_text(tokenizer, messages), reply.strip(), asked)
     text = str(record["text"]).strip()
     head, sep, tail = text.partition("\n")
     if not sep or not tail.strip():
         words = text.split()
         head, tail = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])
-    return Example(head, tail.strip())
+    return Example(head, tail.strip(), head)
 
 
 def encode_text(tokenizer: Any, text: str) -> list[int]:

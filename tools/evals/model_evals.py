@@ -9,6 +9,7 @@ The checks live in tools.evals.checks, the thresholds in tools.evals.thresholds.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from tools.core.errors import AegisError
 from tools.core.spec import EvalResult, ExecutionResult, TrainingSpec
 from tools.evals.examples import read_records
+from tools.evals.judge import judge_check
 from tools.evals.progress import EvalProgress
 from tools.evals.sandboxed import model_folder, worker_command, worker_failure
 from tools.evals.thresholds import EvalThresholds
@@ -26,6 +28,7 @@ from tools.run.sandbox import Mounts, paths_of, start_contained
 
 REQUEST_FILE = "request.json"
 LOG_FILE = "worker.log"
+GENERAL_SET = Path(__file__).with_name("general_set.jsonl")
 POLL_S = 0.2
 
 
@@ -37,11 +40,13 @@ def run_evals(
     train_records: list[dict[str, Any]],
     thresholds: EvalThresholds,
     progress: EvalProgress | None = None,
+    heldout: list[dict[str, Any]] | None = None,
 ) -> EvalResult:
     """Measure the trained model in result.output_dir against its base on the held-out rows and the training data.
 
     Bounded by max_heldout_rows (two forward passes each), the leak probes and n_generations x max_new_tokens;
-    ``progress`` reports each phase as it goes, keeps its time and learns the worker's isolation. Raises
+    ``progress`` reports each phase as it goes, keeps its time and learns the worker's isolation. ``heldout``, when
+    given, replaces the rows the run held out (``aegis evaluate RUN --eval-data FILE``). Raises
     IsolationRefused, with nothing started, where the model's own code must run isolated and cannot be.
     """
     progress = progress or EvalProgress()
@@ -56,12 +61,49 @@ def run_evals(
         result=result,
         final_dir=str(final),
         base_model_path=model_folder(base_model_path),
-        heldout=_heldout_rows(spec, out)[: thresholds.max_heldout_rows],
+        heldout=(_heldout_rows(spec, out) if heldout is None else heldout)[: thresholds.max_heldout_rows],
+        general=general_set(thresholds),
         train_records=train_records,
         thresholds=thresholds,
     )
     with tempfile.TemporaryDirectory(prefix="aegis-evals-") as scratch:
-        return _measure_contained(request, Path(scratch).resolve(), progress)
+        measured = _measure_contained(request, Path(scratch).resolve(), progress)
+    return _with_judges(spec, measured, progress)
+
+
+def _with_judges(spec: TrainingSpec, measured: EvalResult, progress: EvalProgress) -> EvalResult:
+    """The declared LLM judges, here where the network is, graded on the worker's replies; the verdict again."""
+    judges = [check for check in spec.evals if check.kind == "llm_judge"]
+    if not judges:
+        return measured
+    with progress.phase("judge", len(judges)) as tick:
+        checks = list(measured.checks)
+        for check in judges:
+            checks.append(judge_check(check, measured.generations))
+            tick()
+    return measured.model_copy(update={"checks": checks, "passed": EvalResult.gates_pass(checks)})
+
+
+def general_set(t: EvalThresholds) -> list[dict[str, Any]]:
+    """The forgetting check's rows: the operator's JSONL (forgetting_set) or the bundled one, at most forgetting_rows.
+
+    Each row holds a prompt, a reference ``completion`` and the ``answers`` accepted in a reply (default: the
+    reference itself); none when the operator switched the check off.
+    """
+    if not t.forgetting_check:
+        return []
+    path = t.forgetting_set or GENERAL_SET
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AegisError(f"forgetting set '{path}' cannot be read: {str(exc).splitlines()[0]}") from None
+    general = []
+    for i, row in enumerate(rows[: t.forgetting_rows], start=1):
+        if not isinstance(row, dict) or not str(row.get("prompt") or "").strip() or not row.get("completion"):
+            raise AegisError(f"forgetting set '{path}' row {i} needs a 'prompt' and a 'completion'")
+        answers = row.get("answers") or [row["completion"]]
+        general.append({"prompt": row["prompt"], "completion": str(row["completion"]), "answers": list(answers)})
+    return general
 
 
 def _measure_contained(request: EvalRequest, scratch: Path, progress: EvalProgress) -> EvalResult:

@@ -26,6 +26,8 @@ PHASES: dict[str, str] = {
     "heldout_base": "held-out loss, base model",
     "leak_probe": "leak probe",
     "generate": "generations, base and fine-tuned",
+    "general": "forgetting check: general questions, base and fine-tuned",
+    "judge": "declared LLM judges",
 }
 
 

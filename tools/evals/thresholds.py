@@ -35,6 +35,19 @@ class EvalThresholds(BaseModel):
         default=0.8, gt=0.5, le=1, description="Share of references that must share a trait for it to be taught."
     )
     max_heldout_rows: int = Field(default=64, ge=1, description="Each row costs two forward passes.")
+    min_task_score_gain: float | None = Field(
+        default=0.0, ge=-1, le=1, description="Fine-tuned mean ROUGE-L minus the base's must exceed this; None: off."
+    )
+    max_degenerate_share: float = Field(
+        default=0.2, ge=0, le=1, description="Share of fine-tuned replies allowed to be degenerate (or to loop)."
+    )
+    forgetting_check: bool = Field(default=True, description="Answer the general set with both models.")
+    forgetting_set: Path | None = Field(default=None, description="A JSONL of prompt/reference rows; None: bundled.")
+    max_forgetting_drop: float = Field(
+        default=0.2, ge=0, le=1, description="A larger drop of the general-set score is a warning."
+    )
+    forgetting_rows: int = Field(default=16, ge=1, le=200)
+    forgetting_new_tokens: int = Field(default=24, ge=4, le=512)
 
     @classmethod
     def from_config(cls) -> EvalThresholds:

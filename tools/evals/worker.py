@@ -18,13 +18,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tools.core.spec import EvalResult, ExecutionResult, TrainingSpec
-from tools.evals.checks import degenerate_check, format_check, leak_check, loss_checks
+from tools.core.spec import EvalCheck, EvalResult, ExecutionResult, TrainingSpec
+from tools.evals.checks import format_check, leak_check, loss_checks
+from tools.evals.custom import custom_checks
 from tools.evals.examples import Example, encode_text, record_format, to_example
 from tools.evals.formats import FormatSignature, format_signature, repetition_ratio
 from tools.evals.models import ModelPair, generate, heldout_loss, load_pair
 from tools.evals.progress import EvalProgress
 from tools.evals.sandboxed import say_failure
+from tools.evals.scoring import mean
+from tools.evals.task_checks import (
+    MODELS,
+    annotate,
+    degenerate_check,
+    forgetting_check,
+    general_row,
+    score_general,
+    task_metrics,
+    task_score_check,
+)
 from tools.evals.thresholds import EvalThresholds
 from tools.recipe.formatting import encode_record
 
@@ -42,6 +54,7 @@ class EvalRequest(BaseModel):
     final_dir: str
     base_model_path: str
     heldout: list[dict[str, Any]]
+    general: list[dict[str, Any]] = []  # the forgetting set's rows: prompt, completion, answers
     train_records: list[dict[str, Any]]
     thresholds: EvalThresholds
 
@@ -49,7 +62,8 @@ class EvalRequest(BaseModel):
 def measure(request: EvalRequest, progress: EvalProgress) -> EvalResult:
     """The trained model against its base on the held-out rows and the training data, judged by the thresholds.
 
-    Bounded by the held-out rows (two forward passes each), the leak probes and n_generations x max_new_tokens.
+    Bounded by the held-out rows (two forward passes each), the leak probes, n_generations x max_new_tokens and the
+    general set (forgetting_rows x forgetting_new_tokens, both models).
     """
     spec, t, heldout = request.spec, request.thresholds, request.heldout
     with progress.phase("load", 1) as tick:
@@ -71,19 +85,63 @@ def measure(request: EvalRequest, progress: EvalProgress) -> EvalResult:
         leak, probed = leak_check(pair, spec, request.train_records, t, progress)
         checks.append(leak)
         metrics |= {"leak_probes": float(probed), "leaks_found": float(leak.value or 0)}
-
     examples = [to_example(pair.tokenizer, r, f) for r, f in zip(heldout, formats, strict=True)]
     signature = format_signature([e.reference for e in examples], t.format_min_support)
     generations, reps = _generate_replies(pair, examples[: t.n_generations], signature, t, progress)
-    degenerate, repetition = degenerate_check(generations, reps, t)
-    checks, metrics = [*checks, degenerate], metrics | repetition
-    metrics["format_signature_elements"] = float(signature.elements)
+    reply_checks, reply_metrics = _reply_checks(generations, reps, signature, request)
+    checks, metrics = [*checks, *reply_checks], metrics | reply_metrics
+    general: list[dict[str, Any]] = []
+    if t.forgetting_check:
+        general = _answer_general(pair, request.general, signature, t, progress)
+        forgetting, forgetting_metrics = forgetting_check(general, t)
+        checks, metrics = [*checks, forgetting], metrics | forgetting_metrics
+    metrics.update(progress.timing_metrics())
+    return EvalResult(
+        passed=EvalResult.gates_pass(checks), checks=checks, metrics=metrics, generations=generations, general=general
+    )
+
+
+def _reply_checks(
+    generations: list[dict[str, Any]],
+    reps: dict[str, list[float]],
+    signature: FormatSignature,
+    request: EvalRequest,
+) -> tuple[list[EvalCheck], dict[str, float | None]]:
+    """The checks on the held-out replies: degenerate, task score, format, and the checks the spec declares."""
+    t = request.thresholds
+    metrics: dict[str, float | None] = {
+        "repetition_base": mean(reps["base"]),
+        "repetition": mean(reps["trained"]),
+        "format_signature_elements": float(signature.elements),
+    }
+    metrics |= task_metrics(generations)
+    checks = [degenerate_check(generations, t)]
+    task = task_score_check(metrics, t)
+    checks += [task] if task is not None else []
     format_ok, rates = format_check(signature, generations, t)
     metrics.update(rates)
-    if format_ok is not None:
-        checks.append(format_ok)
-    metrics.update(progress.timing_metrics())
-    return EvalResult(passed=all(c.passed for c in checks), checks=checks, metrics=metrics, generations=generations)
+    checks += [format_ok] if format_ok is not None else []
+    checks += custom_checks(request.spec.evals, generations)
+    return checks, metrics
+
+
+def _answer_general(
+    pair: ModelPair, rows: list[dict[str, Any]], signature: FormatSignature, t: EvalThresholds, progress: EvalProgress
+) -> list[dict[str, Any]]:
+    """Both models answer the general set (greedy, at most forgetting_new_tokens); each answer scored."""
+    answered = [general_row(str(r["prompt"]), str(r["completion"]), list(r["answers"])) for r in rows]
+    tok = pair.tokenizer
+    with progress.phase("general", 2 * len(answered)) as tick:
+        for row in answered:
+            prompt = to_example(tok, {"prompt": row["prompt"], "completion": row["reference"]}, "prompt_completion")
+            prompt_ids = encode_text(tok, prompt.prompt)
+            for key in MODELS:
+                ctx = pair.base() if key == "base" else nullcontext(pair.trained)
+                with ctx as model:
+                    ids = generate(model, tok, prompt_ids, t.forgetting_new_tokens, pair.device)
+                score_general(row, key, tok.decode(ids, skip_special_tokens=True), signature)
+                tick()
+    return answered
 
 
 def _heldout_losses(
@@ -123,6 +181,7 @@ def _replies(
             text = tok.decode(ids, skip_special_tokens=True)
             row[key] = text
             reps[key].append(1.0 if not text.strip() else repetition_ratio(ids, t.repetition_ngram))
+            annotate(row, key, text, ids, reps[key][-1], t, ex.asked)
             if signature.elements:
                 row["format_ok_base" if key == "base" else "format_ok"] = signature.score(text) == 1.0
             tick()

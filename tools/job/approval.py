@@ -8,6 +8,8 @@ from typing import Any
 from tools.core.errors import GuardRefusal
 from tools.core.money import usd
 from tools.core.status import Decision, EventStatus, GateVerdict, JobStatus
+from tools.evals.plan_line import eval_plan_line
+from tools.evals.thresholds import EvalThresholds
 from tools.job.offers import offer_for, optimize_on_request
 from tools.job.planning import preflight_refusal
 from tools.job.state import JobState, binding, min_hold, require_estimate, require_quote, require_spec
@@ -108,6 +110,7 @@ def approval_request(job: JobState, field_sources: dict[str, str] | None = None)
         num_gpus=worst.num_gpus,
         timeout_s=cap.timeout_s,
         max_attempt_cost_usd=cap.max_attempt_cost_usd,
+        eval_plan=eval_plan_line(spec, EvalThresholds.from_config()),
     )
 
 

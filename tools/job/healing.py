@@ -26,12 +26,14 @@ def evaluate_job(
     *,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    heldout: list[dict[str, Any]] | None = None,
 ) -> JobState:
     """Evaluate the trained model; the job ends succeeded, or evals_failed (trained, but the evals failed).
 
     Evals that cannot run (a broken model folder, a stop asked for, an error, a model whose own code cannot be
     isolated here) are a failed ``evals_ran`` check with the reason, never a traceback and never a job that reads
     as if its training had failed. The event says what contained the eval worker (``isolation``; None: not started).
+    ``heldout``, when given, replaces the rows the run held out (evaluating a finished run on other data).
     """
     spec = require_spec(job)
     if not job.attempts or job.attempts[-1].status != AttemptStatus.SUCCEEDED or job.prepared is None:
@@ -53,6 +55,7 @@ def evaluate_job(
             train_records=training_records(job.prepared.data),
             thresholds=t,
             progress=progress,
+            heldout=heldout,
         )
     except Exception as exc:  # the training's model stays; the evals' failure is the job's outcome, with its reason
         reason = str(exc) if isinstance(exc, AegisError) else f"{type(exc).__name__}: {exc}"
@@ -63,11 +66,11 @@ def evaluate_job(
         )
     status = JobStatus.SUCCEEDED if result.passed else JobStatus.EVALS_FAILED
     job = job.model_copy(update={"eval_result": result, "status": status})
-    failed = [c.name for c in result.checks if not c.passed]
+    failed = [c.name for c in result.checks if not c.passed and c.severity == "gate"]
     job.record(
         "evals",
         "completed" if result.passed else "failed",
-        "all checks passed" if result.passed else f"trained, but the evals failed: {eval_failure(result)}",
+        eval_summary(result),
         checks=[c.model_dump(mode="json") for c in result.checks],
         metrics=result.metrics,
         failed_checks=failed,
@@ -77,9 +80,19 @@ def evaluate_job(
     return job
 
 
+def eval_summary(result: EvalResult) -> str:
+    """The evals' outcome in a line: passed (with any warning and its detail), or why they failed."""
+    if not result.passed:
+        return f"trained, but the evals failed: {eval_failure(result)}"
+    warned = [c for c in result.checks if c.severity == "warning" and not c.passed]
+    if not warned:
+        return "all checks passed"
+    return "all gate checks passed; warning: " + "; ".join(f"{c.name}: {c.detail}" for c in warned)
+
+
 def eval_failure(result: EvalResult) -> str:
     """Why the evals failed, in a line: the checks that failed, or why they could not run."""
-    failed = [c for c in result.checks if not c.passed]
+    failed = [c for c in result.checks if not c.passed and c.severity == "gate"]
     ran = next((c for c in failed if c.name == "evals_ran"), None)
     if ran is not None:
         return ran.detail

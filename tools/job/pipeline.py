@@ -9,10 +9,12 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 from tools.core.errors import GuardRefusal
 from tools.core.spec import TrainingSpec
 from tools.core.status import AttemptStatus, Decision, JobStatus
+from tools.core.stop import stop_requested
 from tools.job.approval import decide, gate_job, open_request
 from tools.job.attempt import run_job
 from tools.job.healing import evaluate_job, remediate_job
@@ -57,7 +59,7 @@ def train_approved(job: JobState, *, ask: AskFn, on_progress: ProgressFn | None 
             break
         last = job.attempts[-1]
         if last.status == AttemptStatus.SUCCEEDED:
-            job = evaluate_job(job, on_progress=on_progress)
+            job = evaluate_job(job, on_progress=on_progress, should_stop=partial(stop_requested, job.thread))
             break
         if last.status == AttemptStatus.INTERRUPTED or last.failure_class not in REMEDIATE_ON:
             break

@@ -3,6 +3,8 @@ closes the job."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.paths import runs_dir
@@ -21,32 +23,8 @@ PROVENANCE_FILE = "provenance.json"  # the library versions and commit that trai
 def report_job(job: JobState, outcome: str | None = None) -> JobState:
     """Write the report and the job's final record, log the run to the trackers, then close the job in the spend
     store: nothing more may start in it."""
-    spec = require_spec(job)
-    plot_loss_curve(job.attempts, job.folder.loss_curve_path)
-    gate = {
-        "outcome": job.gate.outcome if job.gate else "not evaluated",
-        "reason": job.gate.reason if job.gate else "",
-        "decision": job.decision,
-        "decided_by": job.decided_by,
-        "approved_usd": job.approval.approved_usd if job.approval else None,
-    }
     final = outcome or job.status
-    path = write_report(
-        job.folder,
-        spec=spec,
-        policy=job.policy,
-        estimate=job.estimate,
-        gate=gate,
-        attempts=job.attempts,
-        remediations=job.remediations,
-        eval_result=job.eval_result,
-        events=job.folder.events(),
-        outcome=final,
-        preflight=job.preflight,
-        quote_hash=job.quote.quote_hash if job.quote else None,
-        continued=job.continued,
-        lineage=lineage_lines(job),
-    )
+    path = write_job_report(job, final)
     job = job.model_copy(update={"report_path": str(path)})
     job.record("report", "completed", f"report written to {path}", path=str(path))
     ended = job.model_copy(update={"status": JobStatus(final)}) if final in set(JobStatus) else job
@@ -56,6 +34,34 @@ def report_job(job: JobState, outcome: str | None = None) -> JobState:
         track_job(job, str(final))
     spend_store().close(job.run_id, f"ended {final}; report written")
     return job
+
+
+def write_job_report(job: JobState, outcome: str) -> Path:
+    """REPORT.md (and its loss chart) from what the job holds now, under the outcome given."""
+    plot_loss_curve(job.attempts, job.folder.loss_curve_path)
+    gate = {
+        "outcome": job.gate.outcome if job.gate else "not evaluated",
+        "reason": job.gate.reason if job.gate else "",
+        "decision": job.decision,
+        "decided_by": job.decided_by,
+        "approved_usd": job.approval.approved_usd if job.approval else None,
+    }
+    return write_report(
+        job.folder,
+        spec=require_spec(job),
+        policy=job.policy,
+        estimate=job.estimate,
+        gate=gate,
+        attempts=job.attempts,
+        remediations=job.remediations,
+        eval_result=job.eval_result,
+        events=job.folder.events(),
+        outcome=outcome,
+        preflight=job.preflight,
+        quote_hash=job.quote.quote_hash if job.quote else None,
+        continued=job.continued,
+        lineage=lineage_lines(job),
+    )
 
 
 def lineage_lines(job: JobState) -> list[str]:
@@ -104,6 +110,7 @@ def track_job(job: JobState, outcome: str) -> None:
             eval_result=job.eval_result,
             outcome=outcome,
             data_digest=job.data_digest,
+            data=job.prepared.data if job.prepared else None,
             extra_tags={"aegis.thread_id": job.thread, **parent_tags(job)},
         )
         done = track(run)

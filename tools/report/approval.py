@@ -109,6 +109,9 @@ class ApprovalRequest(BaseModel):
     num_gpus: int = 1
     timeout_s: float | None = Field(default=None, description="Wall-clock limit of each attempt.")
     max_attempt_cost_usd: float | None = Field(default=None, description="What an attempt bills if it hits the limit.")
+    eval_plan: str = Field(
+        default="", description="What the evals will measure and cost: sizes, declared checks, a judge's tokens."
+    )
     field_sources: dict[str, str] = Field(
         default_factory=dict, description="Each spec field: 'you', 'default' or 'changed by Aegis' (agent.intake)."
     )

@@ -22,6 +22,7 @@ from tools.core.status import JobStatus
 from tools.plan.checkpoints import ResumePoint
 from tools.plan.preflight import PreflightReport
 from tools.plan.remediation import Remediation
+from tools.report.eval_report import check_result, general_rows, generation_rows, summary_rows, task_rows, verdict_line
 
 TEMPLATE = "report.md.j2"
 MAX_CELL = 400
@@ -194,7 +195,7 @@ def _comparison(metrics: dict[str, float | None]) -> list[tuple[str, str, str]]:
         rows.append(
             ("Repeated n-gram share", num(metrics.get("repetition_base"), 2), num(metrics.get("repetition"), 2))
         )
-    return rows
+    return rows + task_rows(metrics)
 
 
 def _summary(
@@ -210,8 +211,10 @@ def _summary(
     statuses = ", ".join(a.status for a in attempts)
     evals = DASH
     if eval_result:
-        ok = sum(c.passed for c in eval_result.checks)
-        evals = f"{'passed' if eval_result.passed else 'failed'} ({ok}/{len(eval_result.checks)} checks)"
+        gates = [c for c in eval_result.checks if c.severity == "gate"]
+        warned = sum(not c.passed for c in eval_result.checks if c.severity == "warning")
+        evals = f"{'passed' if eval_result.passed else 'failed'} ({sum(c.passed for c in gates)}/{len(gates)} checks"
+        evals += f"; {warned} warning{'s' if warned > 1 else ''})" if warned else ")"
     decided = gate.get("decision") or gate.get("outcome") or DASH
     return [
         ("Outcome", outcome_words(outcome)),
@@ -233,6 +236,7 @@ def _summary(
         ),
         ("Gate decision", f"{decided} by {gate.get('decided_by') or DASH}"),
         ("Evaluation", evals),
+        *summary_rows(eval_result),
         ("Evaluation time", _eval_time(eval_result)),
     ]
 
@@ -336,6 +340,10 @@ def write_report(
         "loss_curve": curve.relative_to(run.root).as_posix() if curve else None,
         "eval": eval_result,
         "before_after": _comparison(eval_result.metrics) if eval_result else [],
+        "eval_verdict": verdict_line(eval_result) if eval_result else "",
+        "check_rows": [(c, check_result(c)) for c in eval_result.checks] if eval_result else [],
+        "generation_rows": generation_rows(eval_result.generations) if eval_result else [],
+        "general_rows": general_rows(eval_result.general) if eval_result else [],
         "events": [(e.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC"), e.phase, e.status, e.message) for e in events],
     }
     run.report_path.write_text(render_report(context), encoding="utf-8")
