@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from agent.cli import main
 from tests.use.conftest import copy_as
 from tools.core.runlog import read_lines
-from tools.report.tracking import RUN_TAG, collect, log_mlflow, redact_uri
+from tools.report.tracking import RUN_TAG, collect, log_mlflow, redact_uri, run_name
 from tools.use.runs import find_run
 
 
@@ -66,8 +67,26 @@ def test_the_run_is_in_mlflow_with_every_step(trained_runs_dir):
     assert run.data.metrics["evals/passed"] == 1.0 and run.data.metrics["cost_usd"] >= 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"REPORT.md", "spec.json"} <= artifacts
+    assert (
+        run.info.run_name
+        == run_name(job.spec, run_dir.name)
+        == f"tiny-llama · lora · sample.jsonl · {run_dir.name[:13]}"
+    )
+    [data] = run.inputs.dataset_inputs
+    assert (data.dataset.name, data.dataset.digest) == ("sample.jsonl", job.data_digest[:36])
+    assert json.loads(data.dataset.profile) == {"aegis.data_digest": job.data_digest, "num_rows": 351}
+    assert_one_eval_table(client, run.info.run_id, job)
     tracked = [e for e in find_run(run_dir.name, trained_runs_dir).folder.events() if e.phase == "tracking"]
     assert tracked and tracked[-1].data["mlflow_run_id"] == run.info.run_id
+
+
+def assert_one_eval_table(client, mlflow_id: str, job) -> None:
+    """The eval's generations as one MLflow evaluation table: prompt, reference, base and fine-tuned answers."""
+    [name] = [a.path for a in client.list_artifacts(mlflow_id) if a.path.startswith("eval_generations-")]
+    table = json.loads(Path(client.download_artifacts(mlflow_id, name)).read_text())
+    assert table["columns"][:4] == ["prompt", "reference", "base", "fine_tuned"]
+    assert [row[0] for row in table["data"]] == [g["prompt"] for g in job.eval_result.generations]
+    assert [row[3] for row in table["data"]] == [g["trained"] for g in job.eval_result.generations]
 
 
 def test_logging_again_updates_the_run_without_doubling_steps(run_id, tmp_path):
@@ -82,11 +101,15 @@ def test_logging_again_updates_the_run_without_doubling_steps(run_id, tmp_path):
         eval_result=job.eval_result,
         outcome="succeeded",
         data_digest=job.data_digest,
+        data=job.prepared.data,
     )
     uri = f"sqlite:///{tmp_path / 'again.db'}"
     first, second = log_mlflow(tracked, uri), log_mlflow(tracked, uri)
     assert first == second
-    assert len(MlflowClient(tracking_uri=uri).get_metric_history(first, "train/loss")) == 6
+    client = MlflowClient(tracking_uri=uri)
+    assert len(client.get_metric_history(first, "train/loss")) == 6
+    assert len(client.get_run(first).inputs.dataset_inputs) == 1
+    assert_one_eval_table(client, first, job)  # MLflow appends to a table logged again: it is logged once
 
 
 def test_tensorboard_has_the_steps(trained_runs_dir):

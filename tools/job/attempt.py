@@ -42,6 +42,7 @@ from tools.job.state import (
 )
 from tools.policy.records import Binding, HoldState, Ticket
 from tools.policy.store import spend_store
+from tools.report.live_tracking import follow_live, live_start
 from tools.run.actuals_log import record_actual
 from tools.run.backend import Attempt
 from tools.run.local import MetricsTail, result_from_records
@@ -239,7 +240,10 @@ def _execute(
         memory_limit_mb=job.local_memory_limit_mb,
         on_start=on_start,
     )
-    return job_backend(job).run(attempt, on_progress, stop)
+    data = job.prepared.data if job.prepared else None
+    live = live_start(job.folder, spec, attempt=ticket.attempt, metrics_path=rendered.metrics_path, data=data)
+    with follow_live(live):  # its steps reach MLflow and TensorBoard as it trains
+        return job_backend(job).run(attempt, on_progress, stop)
 
 
 def book_attempt(job: JobState, ticket: Ticket, result: ExecutionResult) -> JobState:
