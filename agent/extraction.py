@@ -22,14 +22,16 @@ from pydantic import ValidationError
 
 from agent.intake import SpecRequest, parse_request
 from agent.models import ModelTimeout
-from agent.results import ToolName
+from agent.results import ReadOnlyName, ToolName
 from tools.core.spec import format_validation_error
 
 MAX_TRIES = 3  # the first answer and two retries, each shown what was wrong with the one before
 FALLBACK = "aegis_offline_fallback"  # set on the loop's messages once the offline plan has taken over
 # The schema as JSON (not the pydantic class), so an answer that does not parse comes back with its raw text.
 REQUEST_SCHEMA = convert_to_openai_function(SpecRequest)
-_TOOL_TEXT = re.compile(r"<tool_call>|\"(?:name|function)\"\s*:|\b(?:" + "|".join(ToolName) + r")\s*\(")
+_TOOL_TEXT = re.compile(
+    r"<tool_call>|\"(?:name|function)\"\s*:|\b(?:" + "|".join([*ToolName, *ReadOnlyName]) + r")\s*\("
+)
 
 
 def _one_line(exc: BaseException) -> str:

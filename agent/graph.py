@@ -15,6 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer, Send
 
+from agent.browse import help_text
 from agent.extraction import extract_request, next_message
 from agent.intake import (
     SpecRequest,
@@ -37,8 +38,9 @@ from agent.lineage import (
     without_parent,
 )
 from agent.offline_model import ESTIMATE_ONLY, SPEC_PARSED, OfflinePlanner
+from agent.read_only_tools import READ_ONLY, is_read_only_turn, read_only_call
 from agent.state import AgentState
-from agent.tools import TOOLS
+from agent.tools import AGENT_TOOLS
 from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.paths import PROMPTS_DIR, resolve_dataset_path
@@ -58,14 +60,19 @@ def system_prompt() -> str:
     return (PROMPTS_DIR / "system.md").read_text(encoding="utf-8")
 
 
+def extraction_prompt() -> str:
+    return (PROMPTS_DIR / "extraction.md").read_text(encoding="utf-8")
+
+
 def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None) -> Any:
-    extraction = (PROMPTS_DIR / "extraction.md").read_text(encoding="utf-8")
+    extraction = extraction_prompt()
     # One tool call at a time: asked of the model where it can be, and enforced by the graph (route_*) anyway.
     serial = {"parallel_tool_calls": False} if "parallel_tool_calls" in signature(model.bind_tools).parameters else {}
-    with_tools = model.bind_tools(TOOLS, **serial)
-    fallback = OfflinePlanner().bind_tools(TOOLS)  # the standard plan, when the model cannot
-    tool_names = {t.name for t in TOOLS}
+    with_tools = model.bind_tools(AGENT_TOOLS, **serial)
+    fallback = OfflinePlanner().bind_tools(AGENT_TOOLS)  # the standard plan, when the model cannot
+    tool_names = {t.name for t in AGENT_TOOLS}
     prompt = system_prompt()
+    planner = planner_name(model)
 
     def intake(state: AgentState) -> dict[str, Any]:
         human = next((m for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), None)
@@ -74,6 +81,8 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None) -> A
         if run := human.additional_kwargs.get(CONTINUE_KEY):  # a Continue button: no reading needed
             return read_request(state, SpecRequest(continue_run=str(run)))
         request, note = extract_request(model, extraction, str(human.content))
+        if request.read_only:  # help, the runs, a preview, a try, a report: answered, nothing started
+            return read_only_turn(request, note, planner)
         return read_request(state, request, note)
 
     def agent(state: AgentState) -> dict[str, Any]:
@@ -84,14 +93,33 @@ def build_graph(model: BaseChatModel, *, checkpointer: Checkpointer = None) -> A
     graph = StateGraph(AgentState)
     graph.add_node("intake", intake)
     graph.add_node("agent", agent)
-    graph.add_node("tools", ToolNode(TOOLS, handle_tool_errors=True))
+    graph.add_node("tools", ToolNode(AGENT_TOOLS, handle_tool_errors=True))
     graph.add_node("finalize", finalize)
     graph.add_edge(START, "intake")
-    graph.add_conditional_edges("intake", route_intake)
+    graph.add_conditional_edges("intake", route_intake, ["agent", "tools", END])
     graph.add_conditional_edges("agent", route_agent, ["tools", "finalize"])
     graph.add_conditional_edges("tools", route_tools, ["tools", "agent"])
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer, name="aegis-agent")
+
+
+def planner_name(model: BaseChatModel) -> str:
+    """Which model reads the requests, in the words help shows."""
+    if isinstance(model, OfflinePlanner):
+        return "the built-in rule-based planner: offline, no API key"
+    name = getattr(model, "model_name", None) or getattr(model, "model", None) or model._llm_type
+    return f"the chat model {name}"
+
+
+def read_only_turn(request: SpecRequest, note: str | None, planner: str) -> dict[str, Any]:
+    """A request that reads and spends nothing: help in words, or the read-only tool it names, called at once.
+
+    The thread's job and draft are left as they are: the next turn goes on where the last one was.
+    """
+    call = read_only_call(request)
+    if call is None:
+        return {"messages": [AIMessage(_with_note(note, help_text(planner)), additional_kwargs={READ_ONLY: True})]}
+    return {"messages": [AIMessage(note or "", tool_calls=[call], additional_kwargs={READ_ONLY: True})]}
 
 
 def read_request(state: AgentState, request: SpecRequest, note: str | None = None) -> dict[str, Any]:
@@ -211,8 +239,10 @@ def _with_note(note: str | None, text: str) -> str:
     return f"{note}\n\n{text}" if note else text
 
 
-def route_intake(state: AgentState) -> Literal["agent", "__end__"]:
+def route_intake(state: AgentState) -> list[Send] | Literal["agent", "__end__"]:
     last = state["messages"][-1]
+    if isinstance(last, AIMessage) and last.tool_calls:  # a read-only request's tool, called at once
+        return [Send("tools", [last.tool_calls[0]])]
     if isinstance(last, AIMessage) and not (
         last.additional_kwargs.get(SPEC_PARSED) or last.additional_kwargs.get(NOTE)
     ):
@@ -233,7 +263,7 @@ def route_tools(state: AgentState) -> list[Send] | Literal["agent"]:
 def finalize(state: AgentState) -> dict[str, Any]:
     """Write the report once the job has trained or ended; not while a continue waits, priced, for its go-ahead."""
     raw = state.get("job")
-    if not raw:
+    if not raw or is_read_only_turn(state["messages"]):  # a read-only turn leaves the job, and its report, alone
         return {}
     job = JobState.model_validate(raw)
     if job.spec is None or (not job.attempts and job.status not in TERMINAL):

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from agent.gpu_words import read_gpu
+from agent.read_only_rules import read_only_request
 from agent.request_reading import INT, NUM, NUMBER_WORDS, SIGN, Reading, number, whole
 from tools.job.probing import PROBE_ATTEMPT_STEPS
 
@@ -56,6 +57,8 @@ _FOREIGN = set(
 
 def read_request(text: str) -> tuple[dict[str, Any], list[str]]:
     """Fields the request sets, and the parts of it no rule could map (each with what it seems to be)."""
+    if read_only := read_only_request(text):  # help, the runs, a preview, a try, a report: not a fine-tune
+        return read_only, []
     clean = " ".join(text.split())
     lower = clean.lower()
     reading = Reading(clean, lower if len(lower) == len(clean) else clean)

@@ -38,6 +38,16 @@ class ToolName(StrEnum):
 RUN_TOOLS = frozenset({ToolName.RUN_LOCAL, ToolName.RUN_ON_MODAL})
 
 
+class ReadOnlyName(StrEnum):
+    """The tools that read and spend nothing: called without approval, they never touch a job."""
+
+    LIST_RUNS = "list_runs"
+    COMPARE_RUNS = "compare_runs"
+    PREVIEW_DATA = "preview_data"
+    TRY_RUN = "try_run"
+    SHOW_REPORT = "show_report"
+
+
 class ResultStatus(StrEnum):
     """What one tool call came to."""
 
@@ -55,6 +65,7 @@ class ResultStatus(StrEnum):
     REMEDIATED = "remediated"
     PROBED = "probed"  # a probe attempt ran and re-priced the full run, which is to be asked for again
     NOT_RUNNABLE = "not_runnable"  # no backend here has the target; the estimate offers the job on this CPU
+    ANSWERED = "answered"  # a read-only tool answered; nothing was started or spent
     ERROR = "error"
 
 
@@ -274,8 +285,21 @@ class RemediateResult(ToolResult):
     estimate: EstimateFacts | None = Field(default=None, description="The healed spec's estimate.")
 
 
+class ReadOnlyResult(ToolResult):
+    """A read-only tool's answer: a one-line ``message`` and the ``text`` a person reads (markdown)."""
+
+    tool: Literal[
+        ReadOnlyName.LIST_RUNS,
+        ReadOnlyName.COMPARE_RUNS,
+        ReadOnlyName.PREVIEW_DATA,
+        ReadOnlyName.TRY_RUN,
+        ReadOnlyName.SHOW_REPORT,
+    ]
+    text: str = ""
+
+
 AnyToolResult = Annotated[
-    EstimateResult | ApprovalResult | RenderResult | RunResult | EvalsResult | RemediateResult,
+    EstimateResult | ApprovalResult | RenderResult | RunResult | EvalsResult | RemediateResult | ReadOnlyResult,
     Field(discriminator="tool"),
 ]
 TOOL_RESULT: TypeAdapter[AnyToolResult] = TypeAdapter(AnyToolResult)

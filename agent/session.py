@@ -20,10 +20,13 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
 
+from agent.browse import help_text
 from agent.checkpoints import open_checkpoints, unreadable
-from agent.graph import build_graph
+from agent.extraction import extract_request
+from agent.graph import build_graph, extraction_prompt, planner_name
 from agent.lineage import CONTINUE_KEY
 from agent.models import make_chat_model, model_choice
+from agent.read_only_tools import call_read_only, read_only_call, reply_text
 from agent.tracing import trace_turn
 from tools.core.database import DATABASE_ERRORS, Location, exclusive, is_postgres, shared_database
 from tools.core.errors import AegisError
@@ -166,11 +169,31 @@ class AgentSession:
                     "backend": self.backend,
                     "local_memory_limit_mb": self.local_memory_limit_mb,
                 }
-            elif self.pending(thread_id) is not None:
-                raise AegisError(
-                    f"thread {thread_id} is waiting for an approval; answer it first (approve/optimize/cancel)"
-                )
+            elif (pending := self.pending(thread_id)) is not None:
+                return self._aside(thread_id, text, pending, on_event)
             return self._turn(thread_id, inputs, on_event)
+
+    def _aside(self, thread_id: str, text: str, pending: ApprovalRequest, on_event: EventFn | None) -> TurnResult:
+        """A message while the thread waits at the gate: a read-only request is answered beside the pause, which
+        stays as it was (neither answered nor lost); anything else is told to answer the approval first."""
+        request, note = extract_request(self.chat_model, extraction_prompt(), text)
+        if not request.read_only:
+            raise AegisError(
+                f"thread {thread_id} is waiting for an approval; answer it first (approve/optimize/cancel). "
+                'Meanwhile you can ask what needs no approval: "what runs do I have?", "help"'
+            )
+        emit = on_event or (lambda _event: None)
+        call = read_only_call(request)
+        if call is None:
+            reply = help_text(planner_name(self.chat_model))
+        else:
+            emit({"kind": "tool_call", "name": call["name"], "args": call["args"], "id": call["id"]})
+            result = call_read_only(call)
+            emit({"kind": "tool_result", "id": call["id"], "name": call["name"], "text": result.model_dump_json()})
+            reply = reply_text([result])
+        reply = f"{note}\n\n{reply}" if note else reply
+        emit({"kind": "message", "node": "read_only", "text": reply})
+        return TurnResult(thread_id=thread_id, replies=[reply], pending=pending, job=self.job(thread_id))
 
     def continue_run(
         self, run_id: str, thread_id: str | None = None, on_event: EventFn | None = None, *, person: str | None = None

@@ -22,6 +22,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command, interrupt
 
 from agent.intake import field_sources
+from agent.read_only_tools import READ_ONLY_REFUSAL, READ_ONLY_TOOLS, is_read_only_turn
 from agent.results import (
     ApprovalResult,
     AttemptFacts,
@@ -73,6 +74,8 @@ def _reply(runtime: ToolRuntime, job: JobState | None, result: ToolResult) -> Co
 
 
 def _call(name: ToolName, fn: ToolBody, runtime: ToolRuntime, kwargs: dict[str, Any]) -> Command:
+    if is_read_only_turn(runtime.state.get("messages", [])):  # refused before the job is read or written
+        return _reply(runtime, None, failure(name, ResultStatus.REFUSED, READ_ONLY_REFUSAL))
     try:
         job = load_job(runtime.state)
     except AegisError as exc:
@@ -333,3 +336,5 @@ def remediate(job: JobState, runtime: ToolRuntime) -> tuple[JobState, ToolResult
 
 
 TOOLS = [estimate_cost, request_approval, render_script, run_local, run_on_modal, run_evals, remediate]
+# What the agent is given: the guarded money tools, and beside them the read-only ones (no job, never an approval).
+AGENT_TOOLS: list[BaseTool] = [*TOOLS, *READ_ONLY_TOOLS]

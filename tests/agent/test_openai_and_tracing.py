@@ -56,6 +56,11 @@ def test_chat_openai_drives_the_agent_to_a_finished_run(monkeypatch):
         "run_on_modal",
         "run_evals",
         "remediate",
+        "list_runs",  # the read-only tools, beside the guarded ones (tests/agent/test_read_only_chat.py)
+        "compare_runs",
+        "preview_data",
+        "try_run",
+        "show_report",
     }
 
 
