@@ -25,9 +25,20 @@ from agent.ui.history import ThreadIndex
 from agent.ui.landing import starters
 from agent.ui.pending import PendingIndex
 from agent.ui.presenters import md_safe
+from agent.ui.runs_page import (
+    COMPARE_ACTION,
+    PAGE_ACTION,
+    on_compare,
+    on_page,
+    parse_compare_command,
+    parse_runs_command,
+    show_comparison,
+    show_runs,
+)
 from agent.ui.spend import is_spend_command, show_spend
-from agent.ui.tryit import RUNS_COMMANDS, TRY_ACTION, on_try, show_past_runs
+from agent.ui.tryit import TRY_ACTION, on_try
 from agent.ui.views import APPROVAL_ACTION, DECISIONS, ChatView, decided_by, owner, run_turn, spender
+from agent.ui.wording import watermark_for
 from tools.core.errors import AegisError
 from tools.core.runlog import new_run_id
 from tools.core.settings import settings
@@ -75,6 +86,7 @@ def secure_server() -> None:
 
 
 secure_server()
+watermark_for(chainlit_config)
 
 
 @cl.set_starters
@@ -117,6 +129,7 @@ async def restore_history(view: ChatView, session: AgentSession) -> None:
         log.error("could not restore thread %s: %s", thread_id, exc)
         return
     view.thread_id = thread_id
+    view.asked = next((text for who, text in reversed(said) if who == "user"), "")
     await cl.Message(content=f"_Your last conversation (thread `{thread_id}`), restored:_").send()
     for who, text in said:
         if who == "user":  # shown as plain text, as the person typed it
@@ -129,13 +142,17 @@ async def restore_history(view: ChatView, session: AgentSession) -> None:
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
-    if message.content.strip().lower() in RUNS_COMMANDS:
-        await show_past_runs()
+    if (query := parse_runs_command(message.content)) is not None:
+        await show_runs(query)
+        return
+    if (pair := parse_compare_command(message.content)) is not None:
+        await (cl.Message(content=pair).send() if isinstance(pair, str) else show_comparison(*pair))
         return
     if is_spend_command(message.content):
         await show_spend(message.content)
         return
     view = ChatView.current()
+    view.asked = message.content
     session = agent_session()
     thread_id = view.thread_id or new_run_id()
     ThreadIndex().add(owner(), thread_id)
@@ -209,6 +226,7 @@ async def on_continue(action: cl.Action) -> None:
     session = agent_session()
     thread_id = view.thread_id or new_run_id()
     ThreadIndex().add(owner(), thread_id)
+    view.asked = f"continue run {run_id}"
     await cl.Message(content=f"**Continue** run `{run_id}`: pricing the steps left, then the approval.").send()
     await run_turn(
         lambda on_event: session.continue_run(run_id, thread_id, on_event, person=spender()), view, thread_id
@@ -216,3 +234,5 @@ async def on_continue(action: cl.Action) -> None:
 
 
 cl.action_callback(TRY_ACTION)(on_try)
+cl.action_callback(PAGE_ACTION)(on_page)
+cl.action_callback(COMPARE_ACTION)(on_compare)

@@ -1,4 +1,4 @@
-"""What a person reads in the chat: tool results, the approval card and a job's outcome, as Markdown.
+"""What a person reads in the chat: tool results and the notes beside the cards (agent.ui.cards), as Markdown.
 
 Pure text from typed records (``agent.results``, ``ApprovalRequest``, ``JobState``); no Chainlit here.
 Dollars go through ``tools.core.money.usd``, as everywhere a person reads them.
@@ -24,11 +24,8 @@ from agent.results import (
 )
 from tools.core.money import DASH, usd
 from tools.core.spec import EvalCheck
-from tools.core.status import CheckStatus, JobStatus
-from tools.job.healing import eval_failure
+from tools.core.status import CheckStatus
 from tools.job.state import JobState
-from tools.policy.store import spend_store
-from tools.report.approval import ApprovalRequest, sources_line
 
 _DIRECTIVE = re.compile(r":(?=[A-Za-z])")
 
@@ -158,86 +155,3 @@ def lineage_note(job: JobState | None) -> str:
             "here ends the run for good (a cancelled run is not continued)."
         )
     return ""
-
-
-def approval_text(req: ApprovalRequest, note: str = "") -> str:
-    spec = req.spec
-    steps = f" · max {spec.max_steps} steps" if spec.max_steps else ""
-    fits = "fits" if req.fits else "**does not fit**"
-    offered = f"{req.optimization.text()}\n\n" if req.optimization is not None else ""
-    sources = f"{sources_line(req)}\n\n" if req.field_sources else ""
-    lead = f"{note}\n\n" if note else ""
-    return (
-        f"### Approval needed: run `{req.run_id}`\n{lead}{req.reason}\n\n{offered}"
-        "| | Estimate | Limit |\n|---|---|---|\n"
-        f"| Cost | **{usd(req.estimated_cost_usd)}** | soft {usd(req.soft_threshold_usd)} · "
-        f"hard {usd(req.max_budget_usd)} (spent {usd(req.spent_usd)}) |\n"
-        f"| Time | {req.estimated_duration_min:.1f} min | "
-        f"{'measured on this machine' if req.time_source.startswith('measured') else 'modelled'} |\n"
-        f"| GPU memory | {req.estimated_vram_gb:.2f} GB (modelled) | {req.gpu}: {fits} |\n"
-        f"| Where | {req.backend} | {req.isolation} |\n\n{limits_text(req)}{remote_code_text(req)}"
-        f"**Spec** `{req.spec_hash}`: {spec.method} of `{spec.model_name}` on "
-        f"`{spec.dataset_path}` · {spec.num_epochs} epoch(s){steps} · batch "
-        f"{spec.micro_batch_size}×{spec.gradient_accumulation_steps} · lr {spec.learning_rate} · "
-        f"seq_len {spec.seq_len} · {spec.num_gpus}× {spec.target_gpu}\n\n{sources}"
-        f"{worst_case_text(req)}"
-        "An approval holds for exactly this spec and estimate. **Optimize** proposes a cheaper spec, "
-        "which comes back here."
-    )
-
-
-def limits_text(req: ApprovalRequest) -> str:
-    """The limits beyond this conversation's (per person, for the installation), each with what is left."""
-    if len(req.limits) <= 1:
-        return ""
-    return "**Limits in force:** " + " · ".join(md_safe(line) for line in req.limits) + "\n\n"
-
-
-def remote_code_text(req: ApprovalRequest) -> str:
-    """The model's own code, named file by file with its digest: what a person approves running."""
-    if not req.remote_code:
-        return ""
-    files = "\n".join(f"- `{f.name}` sha256 `{f.sha256}`" for f in req.remote_code)
-    return f"**The model ships its own code, which this run executes:**\n{files}\n\n"
-
-
-def worst_case_text(req: ApprovalRequest) -> str:
-    """Every attempt the healing rules allow, priced, and what one attempt can bill before its time limit."""
-    if req.worst_case_usd is None:
-        return ""
-    rows = ["| Attempt | What changes | Cost | Time |", "|---|---|---|---|"]
-    for a in req.attempts:
-        rows.append(f"| {a.attempt} | {a.rule} | {usd(a.estimated_cost_usd)} | {a.estimated_minutes:.1f} min |")
-    allows = req.retries_budget_allows
-    limit = (
-        f" Each attempt stops after {req.timeout_s / 60:.0f} min, so one attempt bills at most "
-        f"{usd(req.max_attempt_cost_usd)}."
-        if req.timeout_s is not None
-        else ""
-    )
-    return (
-        f"**Worst case** (every attempt fails but the last): **{usd(req.worst_case_usd)}** · {req.dtype} · "
-        f"{req.num_gpus} GPU(s); the remaining budget allows {allows} retr{'y' if allows == 1 else 'ies'}.{limit}\n\n"
-        + "\n".join(rows)
-        + "\n\n"
-    )
-
-
-def outcome_text(job: JobState) -> str:
-    spent = usd(sum(a.captured_usd or 0.0 for a in spend_store().attempts(job_id=job.run_id)))
-    who = f" by `{job.decided_by}`" if job.decided_by else ""
-    if job.status == JobStatus.CANCELLED:
-        return f"**Cancelled**{who}: run `{job.run_id}` was not trained and nothing was spent."
-    if job.status == JobStatus.REFUSED:
-        reason = job.gate.reason if job.gate else "over the budget"
-        return f"**Refused by the gate**: {reason}. Run `{job.run_id}` was not trained and nothing was spent."
-    if job.status == JobStatus.SUCCEEDED:
-        return f"**Run `{job.run_id}` succeeded** (approved{who}); spent {spent}. The report is below."
-    if job.status == JobStatus.EVALS_FAILED and job.eval_result is not None:
-        return (
-            f"**Run `{job.run_id}` trained, but its evals failed**: {eval_failure(job.eval_result)}. The model is kept "
-            f'(`aegis generate {job.run_id} "..."` tries it); spent {spent}. The report is below.'
-        )
-    last = job.attempts[-1] if job.attempts else None
-    why = f" ({last.failure_class}: {last.error_message})" if last is not None and last.failure_class else ""
-    return f"**Run `{job.run_id}` {job.status}**{why}; spent {spent}. The report is below."

@@ -20,25 +20,25 @@ from chainlit.utils import utc_now
 
 from agent.results import read_tool_result
 from agent.session import EventFn, TurnResult
+from agent.ui.cards import (
+    REPORT_SUMMARY,
+    SPEC_SUMMARY,
+    approval_card,
+    approval_details,
+    compact_spec_message,
+    result_card,
+)
 from agent.ui.continuing import continue_hint, outcome_actions
 from agent.ui.landing import spend_label
 from agent.ui.pending import PendingIndex, owner_key
-from agent.ui.presenters import (
-    approval_text,
-    checks_table,
-    format_tool_result,
-    is_error,
-    lineage_note,
-    md_safe,
-    num,
-    outcome_text,
-)
-from agent.ui.tryit import offer
+from agent.ui.presenters import format_tool_result, is_error, lineage_note, md_safe, num
+from agent.ui.tryit import try_actions
 from tools.core.errors import AegisError
 from tools.core.money import usd
 from tools.core.status import Decision, JobStatus
 from tools.evals.progress import EVAL_EVENT
 from tools.job.state import JobState
+from tools.policy.store import spend_store
 from tools.report.approval import ApprovalRequest
 
 log = logging.getLogger("aegis.ui")
@@ -50,6 +50,12 @@ DECISIONS = {
     Decision.CANCEL: ("Cancel", "x"),
 }
 PROGRESS_EVERY_S = 1.0
+CHART_POINTS = 400  # the live chart keeps every point up to this many, then every other one
+
+
+def details(summary: str, body: str) -> cl.CustomElement:
+    """A closed block under a message (public/elements/Details.jsx): one click shows the full text."""
+    return cl.CustomElement(name="Details", props={"summary": summary, "body": body}, display="inline")
 
 
 def _user_identifier() -> str | None:
@@ -117,10 +123,13 @@ class ChatView:
         self.tool_names: dict[str, str] = {}
         self.approvals: dict[str, cl.Message] = {}
         self.shown_reports: set[tuple[str, float]] = set()
+        self.approval_keys: dict[str, tuple[str, str]] = {}
         self.progress_msg: cl.Message | None = None
         self.progress_event: dict[str, Any] | None = None
         self.progress_shown_at = 0.0
         self.progress_dirty = False
+        self.chart: cl.CustomElement | None = None
+        self.asked = ""
 
     @staticmethod
     def current() -> ChatView:
@@ -137,7 +146,7 @@ class ChatView:
             return
         await self.flush_progress(final=True)
         if kind == "message" and event.get("text"):
-            await cl.Message(content=md_safe(str(event["text"]))).send()
+            await self.say(str(event["text"]))
         elif kind == "tool_call":
             step = cl.Step(name=str(event["name"]), type="tool", show_input="json", parent_id=_parent_id())
             step.input = event.get("args") or {}
@@ -160,29 +169,52 @@ class ChatView:
         step.end = utc_now()
         await step.update()
 
+    async def say(self, text: str) -> None:
+        """An agent message; a spec it prints in full goes behind a link, since the approval card names it."""
+        shown, spec = compact_spec_message(text)
+        elements = [details(SPEC_SUMMARY, spec)] if spec else []
+        await cl.Message(content=md_safe(shown), elements=elements).send()
+
     async def progress(self, event: dict[str, Any]) -> None:
-        """Live step, loss and ETA in one message, redrawn at most once a second."""
+        """Live step, loss and ETA in one message with a loss chart under it, redrawn at most once a second."""
         if event.get("type") not in ("step", EVAL_EVENT):
             return
         if self.progress_event is not None and self.progress_event.get("type") != event.get("type"):
             await self.flush_progress(final=True)  # training's message stays; the evals get their own
         self.progress_event, self.progress_dirty = event, True
+        if event.get("type") == "step" and isinstance(event.get("loss"), int | float):
+            self._add_point(int(event.get("step") or 0), float(event["loss"]), event.get("total_steps"))
         if self.progress_msg is None:
-            self.progress_msg = cl.Message(content=progress_text(event))
+            elements = [self.chart] if self.chart is not None and event.get("type") == "step" else []
+            self.progress_msg = cl.Message(content=progress_text(event), elements=elements)
             await self.progress_msg.send()
             self.progress_shown_at, self.progress_dirty = time.monotonic(), False
         elif time.monotonic() - self.progress_shown_at >= PROGRESS_EVERY_S:
             await self.flush_progress()
 
+    def _add_point(self, step: int, loss: float, total: Any) -> None:
+        """One more point of the live chart (a new chart for each training message)."""
+        if self.chart is None:
+            self.chart = cl.CustomElement(name="LossChart", props={"points": []}, display="inline")
+        points = self.chart.props["points"]
+        points.append([step, loss])
+        if len(points) > CHART_POINTS:
+            del points[1:-1:2]
+        self.chart.props["total"] = int(total) if isinstance(total, int | float) else None
+
     async def flush_progress(self, *, final: bool = False) -> None:
         if self.progress_msg is not None and self.progress_event is not None and (self.progress_dirty or final):
             self.progress_msg.content = progress_text(self.progress_event, final=final)
             await self.progress_msg.update()
+            if self.chart is not None and self.chart.for_id == self.progress_msg.id:
+                await self.chart.update()
             self.progress_shown_at, self.progress_dirty = time.monotonic(), False
         if final:
             self.progress_msg, self.progress_event = None, None
+            self.chart = None
 
     async def show_approval(self, thread_id: str, req: ApprovalRequest, note: str = "") -> None:
+        """The compact card: why, what was asked, what Aegis chose, the money; every field behind the link."""
         PendingIndex().add(thread_id, owner())
         actions = [
             cl.Action(
@@ -195,9 +227,15 @@ class ChatView:
             for decision, (label, _icon) in DECISIONS.items()
             if decision in req.options
         ]
-        msg = cl.Message(content=md_safe(approval_text(req, note)), actions=actions)
+        block = details(SPEC_SUMMARY, approval_details(req))
+        msg = cl.Message(content=md_safe(approval_card(req, self.asked, note)), actions=actions, elements=[block])
         await msg.send()
         self.approvals[thread_id] = msg
+        self.approval_keys[thread_id] = (req.run_id, req.spec_hash)
+
+    def _card_on_screen(self, thread_id: str, req: ApprovalRequest) -> bool:
+        """Whether this very request's card is already shown with its buttons (not answered, not replaced)."""
+        return thread_id in self.approvals and self.approval_keys.get(thread_id) == (req.run_id, req.spec_hash)
 
     async def close_approval(self, thread_id: str, note: str) -> None:
         msg = self.approvals.pop(thread_id, None)
@@ -210,14 +248,15 @@ class ChatView:
     async def show_result(self, result: TurnResult) -> None:
         self.thread_id = result.thread_id
         if result.pending is not None:
-            await self.show_approval(result.thread_id, result.pending, lineage_note(result.job))
+            if not self._card_on_screen(result.thread_id, result.pending):  # a read-only answer beside the pause
+                await self.show_approval(result.thread_id, result.pending, lineage_note(result.job))
             return
         PendingIndex().discard(result.thread_id)
         if result.job is not None:
             await self.show_outcome(result.job)
 
     async def show_outcome(self, job: JobState) -> None:
-        """Once per report: the status, the loss curve, the eval checks, and the report to read and download."""
+        """Once per report, one card: the figures, the loss chart, Try it, Continue, and the report behind a link."""
         if not job.report_path or not Path(job.report_path).is_file():
             return
         report = Path(job.report_path)
@@ -225,20 +264,22 @@ class ChatView:
         if key in self.shown_reports:
             return
         self.shown_reports.add(key)
-        text = outcome_text(job) + continue_hint(job)
-        await cl.Message(content=md_safe(text), actions=outcome_actions(job)).send()
+        spent = sum(a.captured_usd or 0.0 for a in spend_store().attempts(job_id=job.run_id))
+        text = result_card(job, spent)
+        if job.status in (JobStatus.CANCELLED, JobStatus.REFUSED):
+            await cl.Message(content=text).send()
+            return
+        elements: list[cl.Element] = [
+            details(REPORT_SUMMARY, report.read_text(encoding="utf-8")),
+            cl.File(path=str(report), name=f"REPORT-{job.run_id}.md", display="inline", mime="text/markdown"),
+        ]
         curve = Path(job.run_dir) / "loss_curve.png"
         if job.attempts and curve.is_file():
-            image = cl.Image(path=str(curve), name=f"loss_curve_{job.run_id}.png", display="inline", size="large")
-            await cl.Message(content=f"Loss curve, run `{job.run_id}`", elements=[image]).send()
-        if job.eval_result is not None:
-            verdict = "all checks passed" if job.eval_result.passed else "some checks failed"
-            table = checks_table(job.eval_result.checks)
-            await cl.Message(content=md_safe(f"**Evaluation**: {verdict}\n\n{table}")).send()
-        download = cl.File(path=str(report), name=f"REPORT-{job.run_id}.md", display="inline", mime="text/markdown")
-        await cl.Message(content=md_safe(report.read_text(encoding="utf-8")), elements=[download]).send()
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.EVALS_FAILED):
-            await offer(job.run_id)
+            elements.insert(
+                0, cl.Image(path=str(curve), name=f"loss_curve_{job.run_id}.png", display="inline", size="large")
+            )
+        actions = outcome_actions(job) + try_actions(job)
+        await cl.Message(content=text + continue_hint(job), elements=elements, actions=actions).send()
 
 
 async def _say(text: str) -> None:

@@ -130,8 +130,8 @@ def test_approve_trains_and_shows_the_report(ui_url: str, browser: object) -> No
 
     approve = page.get_by_role("button", name="Approve")
     expect(approve).to_be_visible(timeout=120_000)
-    # the spec, and the estimate between the limits
-    expect(page.get_by_text('"model_name": "local:tiny-llama"')).to_be_visible()
+    # the spec (what Aegis chose), and the estimate between the limits
+    expect(page.get_by_text(re.compile(r"^Aegis chose: lora of local:tiny-llama"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"Approval needed: run"))).to_be_visible()
     expect(page.get_by_text(f"soft ${SOFT_USD} · hard ${float(HARD_USD):.2f}", exact=False)).to_be_visible()
     _open_step(page, "estimate_cost")
@@ -143,10 +143,12 @@ def test_approve_trains_and_shows_the_report(ui_url: str, browser: object) -> No
     expect(page.get_by_text("Decision: approve by person:chainlit")).to_be_visible(timeout=30_000)
     # live progress with real loss numbers, then the report
     expect(page.get_by_text(re.compile(r"loss \d+\.\d{4}")).first).to_be_visible(timeout=TURN_TIMEOUT_MS)
-    expect(page.get_by_text("Event Timeline")).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    expect(page.locator("summary", has_text="The full report")).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    page.locator("summary", has_text="The full report").click()  # the report, behind one click
+    expect(page.get_by_text("Event Timeline")).to_be_visible()
     expect(page.get_by_text("Cost Gate Decision")).to_be_visible()
     expect(page.get_by_text(re.compile(r"^Training finished"))).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^Evaluation: "))).to_be_visible()
+    expect(page.get_by_role("cell", name="Checks", exact=True)).to_be_visible()
     expect(page.locator("img[alt^='loss_curve']")).to_be_visible()
     expect(page.get_by_text(re.compile(r"REPORT-.*\.md")).first).to_be_visible()
     body = page.inner_text("body")
@@ -177,7 +179,7 @@ def test_another_client_neither_sees_nor_answers_an_approval_and_cancel_trains_n
     expect(page.get_by_role("button", name="Cancel")).to_be_visible(timeout=120_000)
     [(thread_id, owner)] = _pending(runs)
     assert owner == f"anonymous/{mine}"
-    match = re.search(r"Spec (\w+): ", page.inner_text("body"))
+    match = re.search(r"Spec (\w+) \(", page.inner_text("body"))
     assert match, "the approval shows its spec hash"
     approve = {"thread_id": thread_id, "spec_hash": match.group(1), "decision": "approve"}
 

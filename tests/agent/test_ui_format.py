@@ -16,7 +16,7 @@ from agent.results import (
     RemediationFacts,
     RunResult,
 )
-from agent.ui import presenters
+from agent.ui import cards, presenters
 from agent.ui.pending import PendingIndex
 from tools.core.money import usd
 from tools.core.paths import PROJECT_ROOT
@@ -185,8 +185,10 @@ def test_the_approval_lists_every_priced_attempt_and_the_time_limit() -> None:
         timeout_s=1800.0,
         max_attempt_cost_usd=0.55,
     )
-    text = presenters.approval_text(request)
-    assert "**Worst case** (every attempt fails but the last): **$1.10**" in text
-    assert "| 2 | oom: halve micro_batch_size | $0.60 | 12.0 min |" in text
-    assert "allows 0 retries" in text and "stops after 30 min" in text and "at most $0.55" in text
-    assert "**Spec** `abc`: lora of `m` on `d`" in text
+    text = cards.approval_card(request, "tune m on d")
+    assert "**You asked:** tune m on d" in text and "**Aegis chose:** lora of `m` on `d`" in text
+    assert "$0.50 + $0.60 = **$1.10**" in text and "the budget allows 0 retries" in text
+    assert "$0.55: its 30-min time limit" in text and "only the time used is billed" in text
+    assert "**Spec** `abc` (every field: the closed block under this card)" in text and '"model_name"' not in text
+    details = cards.approval_details(request)
+    assert "| 2 | oom: halve micro_batch_size | $0.60 | 12.0 min |" in details and '"model_name": "m"' in details

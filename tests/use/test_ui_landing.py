@@ -74,7 +74,7 @@ def test_try_it_after_a_run_shows_both_answers(small_evals, ui_url: str, browser
     # after a reload the page starts afresh; the past runs are one click away, and can be tried again
     page.reload()
     page.get_by_text("Past runs: compare and try them").click()
-    expect(page.get_by_text("Past runs (the 1 newest", exact=False)).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Past runs (1–1 of 1", exact=False)).to_be_visible(timeout=60_000)
     expect(page.get_by_role("button", name="Try 2")).to_be_visible()
 
 
