@@ -30,6 +30,8 @@ POLICY_VARS = ("AEGIS_MAX_BUDGET_USD", "AEGIS_SOFT_THRESHOLD_USD", "AEGIS_ALLOW_
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Also for module- and session-scoped fixtures, which run before the autouse one below (why: the file's comment).
+os.environ["AEGIS_EVAL_CONFIG"] = str(TOY_MODEL_EVALS)
 
 
 @pytest.fixture(scope="session")

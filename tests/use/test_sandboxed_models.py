@@ -87,6 +87,7 @@ def test_the_evals_of_a_hostile_model_complete_in_the_sandbox(run_id, hostile, l
         "heldout_trained",
         "heldout_base",
         "generate",
+        "general",
     ]
     last = job.folder.events()[-1]
     assert last.phase == "evals" and last.data["isolation"] == Isolation.BUBBLEWRAP
